@@ -1,0 +1,52 @@
+"""Engine creation; SQLite gets WAL and a single writer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.settings import Settings
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=False,
+    )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class WriteGate:
+    """SQLite allows one writer; serialising writers in-process avoids busy errors.
+
+    PostgreSQL needs no gate: row locks do the work.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self._lock = asyncio.Lock() if enabled else None
+
+    async def __aenter__(self) -> None:
+        if self._lock is not None:
+            await self._lock.acquire()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._lock is not None:
+            self._lock.release()

@@ -1,0 +1,210 @@
+"""Versioned storage. Every query takes the caller's row filter; writes are one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, and_, func, insert, select, update
+
+from app.db.tables import resource_current as cur
+from app.db.tables import resource_version as ver
+from app.fhir.context import Context, Stored
+
+
+@dataclass
+class Current:
+    version: int
+    deleted: bool
+    content: str | None
+    visible: bool
+    last_updated: datetime
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def instant(ts: datetime) -> str:
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def read_current(
+    ctx: Context, resource_type: str, res_id: str, interaction: str = "read"
+) -> Row[Any] | None:
+    """The current row when visible to the caller (deleted rows included)."""
+    stmt = select(cur.c.version, cur.c.deleted, cur.c.content, cur.c.last_updated).where(
+        cur.c.type == resource_type,
+        cur.c.res_id == res_id,
+        ctx.policy.row_filter(cur, resource_type, interaction),
+    )
+    return (await ctx.conn.execute(stmt)).first()
+
+
+async def read_version(
+    ctx: Context, resource_type: str, res_id: str, version: int
+) -> Row[Any] | None:
+    stmt = select(ver.c.version, ver.c.deleted, ver.c.content, ver.c.last_updated).where(
+        ver.c.type == resource_type,
+        ver.c.res_id == res_id,
+        ver.c.version == version,
+        ctx.policy.row_filter(ver, resource_type, "vread"),
+    )
+    return (await ctx.conn.execute(stmt)).first()
+
+
+async def lock_current(
+    ctx: Context, resource_type: str, res_id: str, interaction: str
+) -> Current | None:
+    """Lock the current row for a write (PostgreSQL row lock; SQLite has one writer)."""
+    visible = ctx.policy.row_filter(cur, resource_type, interaction)
+    stmt = select(
+        cur.c.version,
+        cur.c.deleted,
+        cur.c.content,
+        cur.c.last_updated,
+        visible.label("visible"),
+    ).where(cur.c.type == resource_type, cur.c.res_id == res_id)
+    if ctx.conn.dialect.name != "sqlite":
+        stmt = stmt.with_for_update(of=cur)
+    row = (await ctx.conn.execute(stmt)).first()
+    if row is None:
+        return None
+    return Current(row.version, row.deleted, row.content, bool(row.visible), row.last_updated)
+
+
+async def write_version(
+    ctx: Context,
+    resource_type: str,
+    res_id: str,
+    resource: dict[str, Any] | None,
+    *,
+    version: int,
+    method: str,
+    previous: dict[str, Any] | None,
+    exists: bool,
+    timestamp: datetime,
+    beneficiary: str | None,
+    domain: str | None,
+) -> Stored:
+    """Append a version and make it current; then run the after-write hooks."""
+    content = orjson.dumps(resource).decode() if resource is not None else None
+    seq = (
+        await ctx.conn.execute(
+            insert(ver)
+            .values(
+                type=resource_type,
+                res_id=res_id,
+                version=version,
+                last_updated=timestamp,
+                method=method,
+                deleted=resource is None,
+                content=content,
+                beneficiary=beneficiary,
+                domain=domain,
+            )
+            .returning(ver.c.seq)
+        )
+    ).scalar_one()
+    values = {
+        "version": version,
+        "last_updated": timestamp,
+        "deleted": resource is None,
+        "content": content,
+        "beneficiary": beneficiary,
+        "domain": domain,
+        "seq": seq,
+    }
+    if exists:
+        await ctx.conn.execute(
+            update(cur).where(cur.c.type == resource_type, cur.c.res_id == res_id).values(values)
+        )
+    else:
+        await ctx.conn.execute(
+            insert(cur).values(type=resource_type, res_id=res_id, created_seq=seq, **values)
+        )
+    stored = Stored(
+        type=resource_type,
+        id=res_id,
+        version=version,
+        seq=seq,
+        last_updated=timestamp,
+        method=method,
+        resource=resource,
+        previous=previous,
+        beneficiary=beneficiary,
+        domain=domain,
+    )
+    for hook in ctx.plugins.after_write:
+        await hook(ctx, stored)
+    return stored
+
+
+async def count_visible(ctx: Context, resource_type: str) -> int:
+    stmt = select(func.count()).where(
+        cur.c.type == resource_type,
+        cur.c.deleted.is_(False),
+        ctx.policy.row_filter(cur, resource_type, "search-type"),
+    )
+    return int((await ctx.conn.execute(stmt)).scalar_one())
+
+
+async def history_rows(
+    ctx: Context,
+    resource_type: str | None,
+    res_id: str | None,
+    *,
+    since: datetime | None,
+    before_seq: int | None,
+    limit: int,
+    interaction: str,
+) -> list[Row[Any]]:
+    """Versions newest first, keyset-paged on seq."""
+    conds = [ctx.policy.row_filter(ver, resource_type, interaction)]
+    if resource_type is not None:
+        conds.append(ver.c.type == resource_type)
+    if res_id is not None:
+        conds.append(ver.c.res_id == res_id)
+    if since is not None:
+        conds.append(ver.c.last_updated >= since)
+    if before_seq is not None:
+        conds.append(ver.c.seq < before_seq)
+    stmt = (
+        select(
+            ver.c.seq,
+            ver.c.type,
+            ver.c.res_id,
+            ver.c.version,
+            ver.c.method,
+            ver.c.deleted,
+            ver.c.content,
+            ver.c.last_updated,
+        )
+        .where(and_(*conds))
+        .order_by(ver.c.seq.desc())
+        .limit(limit)
+    )
+    return list((await ctx.conn.execute(stmt)).all())
+
+
+async def history_total(
+    ctx: Context,
+    resource_type: str | None,
+    res_id: str | None,
+    *,
+    since: datetime | None,
+    interaction: str,
+) -> int:
+    conds = [ctx.policy.row_filter(ver, resource_type, interaction)]
+    if resource_type is not None:
+        conds.append(ver.c.type == resource_type)
+    if res_id is not None:
+        conds.append(ver.c.res_id == res_id)
+    if since is not None:
+        conds.append(ver.c.last_updated >= since)
+    stmt = select(func.count()).select_from(ver).where(and_(*conds))
+    return int((await ctx.conn.execute(stmt)).scalar_one())

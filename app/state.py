@@ -1,0 +1,45 @@
+"""Process-wide state held by the app: settings, engine, plugins, the caller resolver."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db.engine import WriteGate
+from app.fhir.access import OPEN, AccessPolicy
+from app.fhir.context import Plugins
+from app.settings import Settings
+
+
+async def _open_policy(_request: Request) -> AccessPolicy:
+    return OPEN
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    plugins: Plugins
+    write_gate: WriteGate
+    # Resolves the caller of a request to its access policy (authentication plugs in here).
+    policy_for: Callable[[Request], Awaitable[AccessPolicy]] = _open_policy
+    # Extra CapabilityStatement content contributed by plugins (security, operations).
+    capability_extras: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+
+    def gate(self, write: bool) -> Any:
+        return self.write_gate if write else _NO_GATE
+
+
+class _NoGate:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
+
+_NO_GATE = _NoGate()
