@@ -108,4 +108,3 @@ def client(backend: Backend) -> httpx.AsyncClient:
 @pytest.fixture
 def uid() -> Iterator[str]:
     yield uuid.uuid4().hex[:12]
-

@@ -33,9 +33,7 @@ async def test_update_and_create_on_update(client, uid):
     r = await client.put(f"/fhir/Patient/{pid}", json=patient(uid, id=pid), headers=FHIR)
     assert r.status_code == 201, r.text
     assert r.headers["etag"] == 'W/"1"'
-    r = await client.put(
-        f"/fhir/Patient/{pid}", json=patient("Martin", id=pid), headers=FHIR
-    )
+    r = await client.put(f"/fhir/Patient/{pid}", json=patient("Martin", id=pid), headers=FHIR)
     assert r.status_code == 200
     assert etag_version(r) == 2
     r = await client.get(f"/fhir/Patient/{pid}/_history/1")
@@ -48,14 +46,10 @@ async def test_if_match(client, uid):
     r = await client.post("/fhir/Patient", json=patient(uid), headers=FHIR)
     pid = r.json()["id"]
     body = patient("Bernard", id=pid)
-    r = await client.put(
-        f"/fhir/Patient/{pid}", json=body, headers={**FHIR, "If-Match": 'W/"2"'}
-    )
+    r = await client.put(f"/fhir/Patient/{pid}", json=body, headers={**FHIR, "If-Match": 'W/"2"'})
     assert r.status_code == 412
     assert r.json()["resourceType"] == "OperationOutcome"
-    r = await client.put(
-        f"/fhir/Patient/{pid}", json=body, headers={**FHIR, "If-Match": 'W/"1"'}
-    )
+    r = await client.put(f"/fhir/Patient/{pid}", json=body, headers={**FHIR, "If-Match": 'W/"1"'})
     assert r.status_code == 200
     assert etag_version(r) == 2
 
@@ -105,7 +99,10 @@ async def test_prefer_return(client, uid):
 
 
 async def test_summary_elements_pretty_format(client, uid):
-    body = patient(uid, text={"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"})
+    body = patient(
+        uid,
+        text={"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'},
+    )
     body["maritalStatus"] = {"text": "Mariée"}
     r = await client.post("/fhir/Patient", json=body, headers=FHIR)
     pid = r.json()["id"]

@@ -6,7 +6,9 @@ import pytest
 
 from tests.support import FHIR, patient
 
-COUNT_SQL = "SELECT (SELECT count(*) FROM resource_version) + (SELECT count(*) FROM resource_current)"
+COUNT_SQL = (
+    "SELECT (SELECT count(*) FROM resource_version) + (SELECT count(*) FROM resource_current)"
+)
 
 
 def assert_outcome(r, status):
@@ -27,7 +29,11 @@ BAD_CREATES = [
     ("required binding", b'{"resourceType": "Patient", "gender": "bogus"}', 422),
     ("missing required", b'{"resourceType": "Patient", "link": [{"type": "seealso"}]}', 422),
     ("bad id", b'{"resourceType": "Patient", "id": "no spaces allowed"}', 400),
-    ("dangling reference", b'{"resourceType": "Patient", "managingOrganization": {"reference": "Organization/nope"}}', 422),
+    (
+        "dangling reference",
+        b'{"resourceType": "Patient", "managingOrganization": {"reference": "Organization/nope"}}',
+        422,
+    ),
 ]
 
 
@@ -65,7 +71,10 @@ async def test_unknown_type_and_method(client):
     assert_outcome(await client.post("/fhir/Spaceship", json={}, headers=FHIR), 404)
     assert_outcome(await client.request("PATCH", "/fhir/Patient"), 405)
     assert_outcome(await client.delete("/fhir/metadata"), 405)
-    assert_outcome(await client.put("/fhir/AuditEvent/x", json={"resourceType": "AuditEvent"}, headers=FHIR), 405)
+    assert_outcome(
+        await client.put("/fhir/AuditEvent/x", json={"resourceType": "AuditEvent"}, headers=FHIR),
+        405,
+    )
 
 
 async def test_unsupported_media_type(backend, client):
@@ -81,7 +90,11 @@ async def test_unsupported_media_type(backend, client):
 
 async def test_body_too_large(backend, client):
     before = await backend.scalar(COUNT_SQL)
-    big = b'{"resourceType":"Patient","text":{"status":"generated","div":"' + b"x" * (10 * 1024 * 1024) + b'"}}'
+    big = (
+        b'{"resourceType":"Patient","text":{"status":"generated","div":"'
+        + b"x" * (10 * 1024 * 1024)
+        + b'"}}'
+    )
     r = await client.post("/fhir/Patient", content=big, headers=FHIR)
     assert_outcome(r, 413)
     assert await backend.scalar(COUNT_SQL) == before

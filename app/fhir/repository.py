@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 
 from app.db.tables import resource_current as cur
 from app.db.tables import resource_version as ver
@@ -35,7 +35,7 @@ def instant(ts: datetime) -> str:
 
 async def read_current(
     ctx: Context, resource_type: str, res_id: str, interaction: str = "read"
-) -> Row[Any] | None:
+) -> Any:
     """The current row when visible to the caller (deleted rows included)."""
     stmt = select(cur.c.version, cur.c.deleted, cur.c.content, cur.c.last_updated).where(
         cur.c.type == resource_type,
@@ -45,9 +45,7 @@ async def read_current(
     return (await ctx.conn.execute(stmt)).first()
 
 
-async def read_version(
-    ctx: Context, resource_type: str, res_id: str, version: int
-) -> Row[Any] | None:
+async def read_version(ctx: Context, resource_type: str, res_id: str, version: int) -> Any:
     stmt = select(ver.c.version, ver.c.deleted, ver.c.content, ver.c.last_updated).where(
         ver.c.type == resource_type,
         ver.c.res_id == res_id,
@@ -162,7 +160,7 @@ async def history_rows(
     before_seq: int | None,
     limit: int,
     interaction: str,
-) -> list[Row[Any]]:
+) -> list[Any]:
     """Versions newest first, keyset-paged on seq."""
     conds = [ctx.policy.row_filter(ver, resource_type, interaction)]
     if resource_type is not None:

@@ -42,7 +42,7 @@ def check_structure(resource: Any, expected_type: str | None = None) -> dict[str
     try:
         model_class(resource_type).model_validate(resource)
     except ValidationError as exc:
-        issues = []
+        issues: list[dict[str, Any]] = []
         for err in exc.errors()[:20]:
             path = fhirpath_of(resource_type, tuple(err.get("loc", ())))
             issues.append(

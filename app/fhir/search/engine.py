@@ -123,7 +123,7 @@ async def search_ids(
 ) -> list[str]:
     """Ids matching a condition (conditional create/update/delete); unknown params fail."""
     page = SearchPage(resource_type=resource_type, matches=[])
-    stmt, conds = _base(ctx, resource_type, "search-type")
+    _stmt, conds = _base(ctx, resource_type, "search-type")
     conds += _conditions(resource_type, query, True, page)
     if not page.applied:
         raise FhirError(412, "invalid", "A conditional request needs at least one criterion")
