@@ -20,6 +20,7 @@ from app.fhir.context import Context, Plugins
 from app.fhir.outcomes import FhirError
 from app.fhir.references import check_references
 from app.observability import ObservabilityMiddleware, configure_logging, metrics_payload
+from app.resources.labels import label
 from app.settings import Settings
 from app.state import AppState
 
@@ -32,7 +33,7 @@ async def _bindings(_ctx: Context, resource: dict[str, Any], _prev: dict[str, An
 
 
 def core_plugins() -> Plugins:
-    plugins = Plugins()
+    plugins = Plugins(labeler=label)
     plugins.validators.append(_bindings)
     plugins.validators.append(check_references)
     return plugins

@@ -76,6 +76,8 @@ async def backend(request: pytest.FixtureRequest, tmp_root: Path) -> AsyncIterat
     kind = request.param
     if kind == "postgres":
         if not PG_URL:
+            if os.environ.get("CI"):
+                pytest.fail("CI must run the PostgreSQL half: set RELAIS_TEST_POSTGRES_URL")
             pytest.skip("PostgreSQL half skipped: RELAIS_TEST_POSTGRES_URL is not set")
         url = await _create_pg_database(PG_URL)
     else:

@@ -8,12 +8,18 @@ from alembic.config import Config
 
 from alembic import command
 
-ROOT = Path(__file__).resolve().parents[2]
+def project_root() -> Path:
+    """The source checkout, or the working directory of an installed copy (Docker)."""
+    for candidate in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (candidate / "alembic.ini").is_file():
+            return candidate
+    raise FileNotFoundError("alembic.ini not found next to the package or in the working directory")
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "alembic"))
+    root = project_root()
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "alembic"))
     config.attributes["database_url"] = database_url
     return config
 
