@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
 from alembic.config import Config
 
-from alembic import command
 
 def project_root() -> Path:
     """The source checkout, or the working directory of an installed copy (Docker)."""
