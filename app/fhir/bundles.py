@@ -11,12 +11,13 @@ from urllib.parse import urlencode
 import orjson
 
 from app.fhir.context import Context
-from app.fhir.outcomes import FhirError, outcome
+from app.fhir.outcomes import FhirError
 from app.fhir.references import DEFERRED
 from app.fhir.references import verify as verify_references
 from app.fhir.render import Shape, shape_bytes
 from app.fhir.repository import instant
 from app.fhir.search.engine import SearchPage
+from app.fhir.search.indexing import defer_index, flush_index
 
 STATUS_TEXT = {
     200: "200 OK",
@@ -65,11 +66,14 @@ def searchset(ctx: Context, path: str, page: SearchPage, shape: Shape) -> bytes:
     }
     if page.total is not None:
         head["total"] = page.total
-    links = [_link("self", _url(base, path, page.applied or None))]
-    if page.first_params is not None:
-        links.append(_link("first", _url(base, path, page.first_params)))
-    if page.next_params is not None:
-        links.append(_link("next", _url(base, path, page.next_params)))
+    links = [_link("self", _url(base, path, page.self_params or None))]
+    for relation, params in (
+        ("first", page.first_params),
+        ("previous", page.previous_params),
+        ("next", page.next_params),
+    ):
+        if params is not None:
+            links.append(_link(relation, _url(base, path, params)))
     head["link"] = links
     entries = [
         search_entry(base, t, i, shape_bytes(c.encode(), shape), "match")
@@ -80,8 +84,11 @@ def searchset(ctx: Context, path: str, page: SearchPage, shape: Shape) -> bytes:
         for t, i, c in page.includes
     ]
     if page.ignored:
-        diag = "Ignored unknown or unsupported parameters: " + ", ".join(sorted(set(page.ignored)))
-        oo = orjson.dumps(outcome("not-supported", diag, severity="warning"))
+        issues = [
+            {"severity": "warning", "code": "not-supported", "diagnostics": f"Ignored {why}"}
+            for why in page.ignored
+        ]
+        oo = orjson.dumps({"resourceType": "OperationOutcome", "issue": issues})
         entries.append(b'{"resource":' + oo + b',"search":{"mode":"outcome"}}')
     return _assemble(head, entries)
 
@@ -237,6 +244,7 @@ async def process(
         mapping = await _assign_ids(ctx, entries, dispatch)
         # Entries may reference ones processed later: check references once all exist.
         ctx.extra[DEFERRED] = []
+        defer_index(ctx)  # one index write for the whole Bundle
         for n in order:
             entry = _rewrite(entries[n], mapping)
             try:
@@ -247,6 +255,7 @@ async def process(
                 raise
             results[n] = response_entry(result, with_resource)
         await verify_references(ctx, ctx.extra.pop(DEFERRED))
+        await flush_index(ctx, finish=True)
     else:
         for n in order:
             try:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from app.fhir.search.capability import system_search_params, type_search
 from app.fhir.types import SUPPORTED_TYPES, interactions_for
 
 if TYPE_CHECKING:
@@ -27,16 +28,14 @@ def _resource_entry(state: AppState, resource_type: str) -> dict[str, Any]:
         if "delete" in interactions_for(resource_type)
         else "not-supported",
         "conditionalRead": "not-supported",
-        "searchParam": [
-            {"name": "_id", "type": "token"},
-        ],
+        **type_search(resource_type),
     }
     if "patch" in interactions_for(resource_type):
         entry["updateCreate"] = True
     ops = [
         {"name": name, "definition": f"{state.settings.fhir_base}/OperationDefinition/{name}"}
-        for (rtype, _instance, name) in state.plugins.operations
-        if rtype == resource_type
+        # An operation may be registered at type and instance level: list it once.
+        for name in sorted({n for (t, _i, n) in state.plugins.operations if t == resource_type})
     ]
     if ops:
         entry["operation"] = ops
@@ -62,6 +61,7 @@ def build(state: AppState) -> dict[str, Any]:
             {
                 "mode": "server",
                 "resource": [_resource_entry(state, t) for t in SUPPORTED_TYPES],
+                "searchParam": system_search_params(),
                 "interaction": [
                     {"code": "transaction"},
                     {"code": "batch"},

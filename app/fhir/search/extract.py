@@ -945,17 +945,40 @@ def _compile(param: SearchParam, resource_type: str) -> Extractor:
     return _simple_extractor(param, getters)
 
 
+def _roots(param: SearchParam, resource_type: str) -> frozenset[str] | None:
+    """The top-level JSON keys a parameter reads; None when any key may matter."""
+    if param.type == "composite":
+        return None
+    keys: set[str] = set()
+    for branch in split_union(param.expression):
+        text, _ref_type = normalise_branch(branch)
+        match = _PRESENT_NOT_FALSE.match(text)
+        plans = compile_path(match.group(1) if match else text, resource_type, resource_type)
+        if plans is None:
+            return None  # evaluated by fhirpathpy
+        for plan in plans:
+            if not plan.steps or not isinstance(plan.steps[0], str):
+                return None
+            keys.add(plan.steps[0])
+    return frozenset(keys)
+
+
+Compiled = tuple[str, Extractor, frozenset[str] | None]
+
+
 @cache
-def _compiled(resource_type: str) -> tuple[tuple[tuple[str, Extractor], ...], dict[str, str]]:
-    extractors: list[tuple[str, Extractor]] = []
+def _compiled(resource_type: str) -> tuple[tuple[Compiled, ...], dict[str, str]]:
+    extractors: list[Compiled] = []
     skipped: dict[str, str] = {}
     for code, param in declared_params(resource_type).items():
         if param.column is not None:
             continue
         try:
-            extractors.append((code, _compile(param, resource_type)))
+            extractor = _compile(param, resource_type)
         except Exception as exc:
             skipped[code] = f"{param.expression}: {exc}"
+            continue
+        extractors.append((code, extractor, _roots(param, resource_type)))
     return tuple(extractors), skipped
 
 
@@ -966,7 +989,7 @@ def skipped_params(resource_type: str) -> dict[str, str]:
 
 def indexed_params(resource_type: str) -> set[str]:
     """Codes of the parameters extract_index computes for `resource_type`."""
-    return {code for code, _ in _compiled(resource_type)[0]}
+    return {code for code, _extractor, _keys in _compiled(resource_type)[0]}
 
 
 @cache
@@ -989,7 +1012,10 @@ def extract_index(
     """
     rows = IndexRows()
     base = base_url.rstrip("/") if base_url else None
-    for code, extractor in _compiled(resource_type)[0]:
+    present = resource.keys()
+    for code, extractor, roots in _compiled(resource_type)[0]:
+        if roots is not None and roots.isdisjoint(present):
+            continue  # the elements it reads are absent
         try:
             extractor(resource, base, rows)
         except Exception:  # one odd value must not fail the write

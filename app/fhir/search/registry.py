@@ -166,5 +166,17 @@ def params_for(resource_type: str) -> dict[str, SearchParam]:
     return {code: p for code, p in declared_params(resource_type).items() if code not in skipped}
 
 
+@cache
+def common_params() -> dict[str, SearchParam]:
+    """The parameters of every type (base Resource): what a system-level search takes."""
+    params: dict[str, SearchParam] = {}
+    for definition in _definitions():
+        if "Resource" in definition["base"]:
+            param = _make(definition, "Resource")
+            if param is not None:
+                params[param.code] = param
+    return params
+
+
 def get_param(resource_type: str, code: str) -> SearchParam | None:
     return params_for(resource_type).get(code)

@@ -7,9 +7,13 @@ the delete on update.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Collection
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     Column,
@@ -18,18 +22,18 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TextClause,
     bindparam,
     delete,
-    literal_column,
-    select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import Delete, Insert, Select
+from sqlalchemy.sql import Delete, Insert
 from sqlalchemy.sql.schema import SchemaItem
 
 from app.db.base import metadata
-from app.db.tables import UTCDateTime
+from app.db.tables import UTCDateTime, resource_current
 from app.fhir.search.extract import MAX_INDEXED, CompositeRow, IndexRows, index_kinds
 
 
@@ -125,6 +129,9 @@ search_composite = _table(
     Index("ix_search_composite_code", "type", "param", "code", "system"),
 )
 
+# Searches page through resource_current in creation order, per type.
+Index("ix_resource_current_type_created", resource_current.c.type, resource_current.c.created_seq)
+
 TABLES: dict[str, Table] = {
     "token": search_token,
     "string": search_string,
@@ -147,22 +154,6 @@ _DELETES: dict[str, Delete] = {kind: _delete(table) for kind, table in TABLES.it
 _INSERTS: dict[str, Insert] = {kind: table.insert() for kind, table in TABLES.items()}
 
 
-@cache
-def _delete_all(kinds: frozenset[str]) -> Select[Any]:
-    """PostgreSQL: the deletes in one statement (data-modifying CTEs), one round trip."""
-    statement: Select[Any] = select(literal_column("1"))
-    for kind in sorted(kinds):
-        statement = statement.add_cte(_DELETES[kind].cte(f"d_{kind}"))
-    return statement
-
-
-def _dicts(kind: str, resource_type: str, res_id: str, rows: list[Any]) -> list[dict[str, Any]]:
-    if kind == "composite":
-        return [_composite_dict(resource_type, res_id, row) for row in rows]
-    names = ("type", "res_id", *rows[0]._fields)
-    return [dict(zip(names, (resource_type, res_id, *row), strict=True)) for row in rows]
-
-
 def _composite_dict(resource_type: str, res_id: str, row: CompositeRow) -> dict[str, Any]:
     first = row.components[0] if row.components else {}
     return {
@@ -175,6 +166,30 @@ def _composite_dict(resource_type: str, res_id: str, row: CompositeRow) -> dict[
     }
 
 
+# --- writes -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexWrite:
+    """The new index rows of one resource, and which of its old rows go."""
+
+    type: str
+    res_id: str
+    rows: IndexRows | None  # None: the resource is gone
+    replace: bool = True  # False for a first version: there is nothing to remove
+    kinds: frozenset[str] | None = None  # only these tables changed
+
+    def tables(self) -> frozenset[str]:
+        wanted = index_kinds(self.type)  # tables this type never uses are skipped
+        return wanted if self.kinds is None else wanted & self.kinds
+
+    def inserts(self) -> dict[str, list[Any]]:
+        if self.rows is None:
+            return {}
+        found = {kind: getattr(self.rows, kind) for kind in self.tables()}
+        return {kind: rows for kind, rows in found.items() if rows}
+
+
 async def write_index(
     conn: AsyncConnection,
     resource_type: str,
@@ -182,22 +197,117 @@ async def write_index(
     rows: IndexRows | None,
     *,
     replace: bool = True,
+    kinds: Collection[str] | None = None,
 ) -> None:
-    """Replace the index rows of one resource; `rows` None only deletes them.
+    """Replace the index rows of one resource; `rows` None only deletes them."""
+    only = frozenset(kinds) if kinds is not None else None
+    await write_indexes(conn, [IndexWrite(resource_type, res_id, rows, replace, only)])
 
-    `replace=False` skips the delete, for a resource created in this transaction.
-    """
-    kinds = index_kinds(resource_type)  # tables this type never uses are skipped
-    if replace and kinds:
-        keys = {"d_type": resource_type, "d_res_id": res_id}
-        if conn.dialect.name == "postgresql":
-            await conn.execute(_delete_all(kinds), keys)
-        else:
-            for kind in kinds:
-                await conn.execute(_DELETES[kind], keys)
-    if rows is None:
+
+async def write_many(
+    conn: AsyncConnection, resource_type: str, batch: list[tuple[str, IndexRows]]
+) -> None:
+    """Insert the index rows of many new resources of one type."""
+    writes = [IndexWrite(resource_type, res_id, rows, replace=False) for res_id, rows in batch]
+    await write_indexes(conn, writes)
+
+
+async def write_indexes(conn: AsyncConnection, writes: list[IndexWrite]) -> None:
+    """Apply index writes of resources each named once: one statement on PostgreSQL,
+    one executemany per table on SQLite."""
+    deletes: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    inserts: dict[str, list[tuple[str, str, Any]]] = defaultdict(list)
+    for write in writes:
+        if write.replace:
+            for kind in write.tables():
+                deletes[kind].append((write.type, write.res_id))
+        for kind, rows in write.inserts().items():
+            inserts[kind] += [(write.type, write.res_id, row) for row in rows]
+    if not deletes and not inserts:
         return
-    for kind in TABLES:
-        found = getattr(rows, kind)
-        if found:
-            await conn.execute(_INSERTS[kind], _dicts(kind, resource_type, res_id, found))
+    if conn.dialect.name == "postgresql":
+        params: dict[str, Any] = {}
+        for kind, keys in deletes.items():
+            params[f"d_{kind}_type"], params[f"d_{kind}_res_id"] = map(
+                list, zip(*keys, strict=True)
+            )
+        for kind, found in inserts.items():
+            params.update(_pg_columns(kind, found))
+        await conn.execute(_pg_write(frozenset(deletes), frozenset(inserts)), params)
+        return
+    for kind, keys in sorted(deletes.items()):
+        await conn.execute(_DELETES[kind], [{"d_type": t, "d_res_id": i} for t, i in keys])
+    for kind, found in inserts.items():
+        await conn.execute(_INSERTS[kind], [_row_dict(kind, t, i, row) for t, i, row in found])
+
+
+def _row_dict(kind: str, resource_type: str, res_id: str, row: Any) -> dict[str, Any]:
+    if kind == "composite":
+        return _composite_dict(resource_type, res_id, row)
+    return {"type": resource_type, "res_id": res_id, **row._asdict()}
+
+
+def changed_kinds(old: IndexRows, new: IndexRows) -> frozenset[str]:
+    """The tables whose rows differ between two extractions of the same resource."""
+    return frozenset(kind for kind in TABLES if getattr(old, kind) != getattr(new, kind))
+
+
+# --- PostgreSQL: arrays unnested into data-modifying CTEs ----------------------------------
+
+_ARRAY_TYPES = {String: "VARCHAR[]", Text: "TEXT[]", Numeric: "NUMERIC[]", JSON: "TEXT[]"}
+
+
+def _array_type(column: Any) -> str:
+    if isinstance(column.type, UTCDateTime):
+        return "TIMESTAMPTZ[]"
+    for base, name in _ARRAY_TYPES.items():
+        if isinstance(column.type, base):
+            return name
+    raise TypeError(f"no array type for {column}")
+
+
+def _insert_cte(kind: str) -> str:
+    """INSERT … SELECT FROM unnest(one array per column): any number of rows, one text."""
+    table = TABLES[kind]
+    names = [c.name for c in table.columns]
+    arrays = ", ".join(f"CAST(:{kind}_{name} AS {_array_type(table.c[name])})" for name in names)
+    values = ", ".join(
+        'CAST(u."components" AS JSONB)' if name == "components" else f'u."{name}"' for name in names
+    )
+    quoted = ", ".join(f'"{name}"' for name in names)
+    return (
+        f"i_{kind} AS (INSERT INTO {table.name} ({quoted}) "
+        f"SELECT {values} FROM unnest({arrays}) AS u({quoted}))"
+    )
+
+
+def _delete_cte(kind: str) -> str:
+    return (
+        f"d_{kind} AS (DELETE FROM {TABLES[kind].name} WHERE (type, res_id) IN "
+        f"(SELECT * FROM unnest(CAST(:d_{kind}_type AS VARCHAR[]), "
+        f"CAST(:d_{kind}_res_id AS VARCHAR[]))))"
+    )
+
+
+@cache
+def _pg_write(deletes: frozenset[str], inserts: frozenset[str]) -> TextClause:
+    """All the CTEs share one snapshot: the deletes only see the rows that were there
+    before the statement, never the ones it inserts."""
+    ctes = [_delete_cte(kind) for kind in sorted(deletes)]
+    ctes += [_insert_cte(kind) for kind in sorted(inserts)]
+    return text("WITH " + ", ".join(ctes) + " SELECT 1")
+
+
+def _pg_columns(kind: str, found: list[tuple[str, str, Any]]) -> dict[str, list[Any]]:
+    """One list per column of the table, named as _insert_cte expects."""
+    names = [c.name for c in TABLES[kind].columns]
+    if kind == "composite":
+        rows = [
+            (t, i, r.param, r.components[0].get("system"), r.components[0].get("code"),
+             orjson.dumps(list(r.components)).decode())
+            for t, i, r in found
+        ]  # fmt: skip
+    else:
+        rows = [(t, i, *r) for t, i, r in found]
+    columns = zip(*rows, strict=True)  # rows -> one list per column
+    return {f"{kind}_{name}": list(values) for name, values in zip(names, columns, strict=True)}

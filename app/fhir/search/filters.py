@@ -1,0 +1,215 @@
+"""Criteria turned into SQL conditions on resource_current.
+
+Each criterion becomes `res_id IN (SELECT res_id FROM <index table> WHERE …)`: the
+subqueries are uncorrelated, so both databases run them as semi-joins driven by
+the most selective index. Chains and _has look through other resources; those
+pass the caller's row filter too, so a hidden resource never makes a match.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    Table,
+    and_,
+    false,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.sql.elements import True_
+
+from app.db.tables import resource_current as cur
+from app.fhir.context import Context
+from app.fhir.outcomes import FhirError
+from app.fhir.search import match
+from app.fhir.search.criteria import Chain, Criterion, Has, Match
+from app.fhir.search.tables import TABLES, search_reference
+from app.fhir.search.values import DateValue, TokenValue
+
+Condition = ColumnElement[bool]
+IdQuery = Select[Any] | CompoundSelect  # a one-column (or type, id) subquery
+SEARCH = "search-type"
+LIVE = cur.c.deleted.is_(False)
+
+
+# Conditions that recur in every statement are built once.
+@cache
+def type_is(table: Table, resource_type: str) -> Condition:
+    return table.c.type == resource_type
+
+
+@cache
+def param_is(table: Table, code: str) -> Condition:
+    return table.c.param == code
+
+
+def visible(ctx: Context, resource_type: str) -> Condition | None:
+    """The caller's row filter for a type it searches through; None when it sees all."""
+    try:
+        ctx.policy.check_interaction(resource_type, SEARCH)
+    except FhirError:
+        return false()
+    condition = ctx.policy.row_filter(cur, resource_type, SEARCH)
+    return None if isinstance(condition, True_) else condition
+
+
+class Filters:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def condition(self, criterion: Criterion) -> Condition:
+        """A condition on the resource_current row being searched."""
+        if isinstance(criterion, Chain):
+            return cur.c.res_id.in_(self._chain(criterion))
+        if isinstance(criterion, Has):
+            return cur.c.res_id.in_(self._has(criterion))
+        if criterion.param.column is not None:
+            return _column(criterion)
+        if criterion.missing is not None:
+            present = _having_rows(criterion.resource_type, _present(criterion))
+            return _not_in(criterion, present) if criterion.missing else _in(criterion, present)
+        found = _having_rows(criterion.resource_type, _matching(criterion))
+        return _not_in(criterion, found) if criterion.modifier == "not" else _in(criterion, found)
+
+    def matching_ids(self, criterion: Criterion) -> IdQuery | None:
+        """The ids a criterion keeps, when it keeps only ids from the index (no :not,
+        :missing or column criterion); those ids are all of live resources."""
+        if isinstance(criterion, Chain):
+            return self._chain(criterion)
+        if isinstance(criterion, Has):
+            return self._has(criterion)
+        if criterion.resource_type is None or not _is_plain(criterion):
+            return None
+        return _having_rows(criterion.resource_type, _matching(criterion))
+
+    def ids(self, resource_type: str, criterion: Criterion) -> IdQuery:
+        """Ids of the resources of a type, visible to the caller, that match."""
+        condition = visible(self.ctx, resource_type)
+        if condition is None and _is_plain(criterion):
+            # Index rows exist only for live resources: the index subquery is enough.
+            assert isinstance(criterion, Match)
+            return _having_rows(resource_type, _matching(criterion))
+        stmt = select(cur.c.res_id).where(
+            type_is(cur, resource_type), LIVE, self.condition(criterion)
+        )
+        if condition is not None:
+            stmt = stmt.where(condition)
+        return stmt.correlate(None)
+
+    def _chain(self, chain: Chain) -> Select[Any]:
+        ref = search_reference.c
+        branches = [
+            and_(ref.target_type == target, ref.target_id.in_(self.ids(target, inner)))
+            for target, inner in chain.targets
+        ]
+        return select(ref.res_id).where(
+            type_is(search_reference, chain.resource_type),
+            param_is(search_reference, chain.param.code),
+            or_(*branches),
+        )
+
+    def _has(self, has: Has) -> Select[Any]:
+        ref = search_reference.c
+        return select(ref.target_id).where(
+            type_is(search_reference, has.source_type),
+            param_is(search_reference, has.param.code),
+            ref.target_type == has.resource_type,
+            ref.res_id.in_(self.ids(has.source_type, has.inner)),
+        )
+
+
+def _having_rows(resource_type: str | None, where: list[tuple[str, Condition]]) -> IdQuery:
+    """Resources with index rows meeting any of the (table, condition) pairs."""
+    selects = []
+    for kind, condition in where:
+        table = TABLES[kind]
+        columns = [table.c.res_id] if resource_type else [table.c.type, table.c.res_id]
+        stmt = select(*columns).where(condition)
+        if resource_type is not None:
+            stmt = stmt.where(type_is(table, resource_type))
+        selects.append(stmt)
+    if len(selects) == 1:
+        return selects[0]
+    return selects[0].union_all(*selects[1:])
+
+
+def _is_plain(criterion: Criterion) -> bool:
+    return (
+        isinstance(criterion, Match)
+        and criterion.param.column is None
+        and criterion.missing is None
+        and criterion.modifier != "not"
+    )
+
+
+def _in(criterion: Match, ids: IdQuery) -> Condition:
+    if criterion.resource_type is None:
+        return tuple_(cur.c.type, cur.c.res_id).in_(ids)
+    return cur.c.res_id.in_(ids)
+
+
+def _not_in(criterion: Match, ids: IdQuery) -> Condition:
+    if criterion.resource_type is None:
+        return tuple_(cur.c.type, cur.c.res_id).not_in(ids)
+    return cur.c.res_id.not_in(ids)
+
+
+def _present(criterion: Match) -> list[tuple[str, Condition]]:
+    """Any value at all, for :missing (a Reference may carry only an identifier)."""
+    code = criterion.param.code
+    kinds = [criterion.param.type]
+    if criterion.param.type == "reference":
+        kinds.append("token")
+    return [(kind, param_is(TABLES[kind], code)) for kind in kinds]
+
+
+def _matching(criterion: Match) -> list[tuple[str, Condition]]:
+    param = criterion.param
+    kind = param.type
+    if kind == "reference" and criterion.modifier == "identifier":
+        kind = "token"
+    table = TABLES[kind]
+    values = list(criterion.values)
+    if kind == "token":
+        found = match.tokens(table, values)
+    elif kind == "composite":
+        found = or_(*[match.composite(table, param.components, v) for v in values])
+    else:
+        found = or_(*[_value(kind, table, criterion.modifier, v) for v in values])
+    return [(kind, and_(param_is(table, param.code), found))]
+
+
+def _value(kind: str, table: Any, modifier: str | None, value: Any) -> Condition:
+    if kind == "string":
+        return match.string(table, value, modifier)
+    if kind == "reference":
+        return match.reference(table, value)
+    if kind == "date":
+        return match.date(table, value)
+    if kind == "number":
+        return match.number(table, value)
+    if kind == "quantity":
+        return match.quantity(table, value)
+    return match.uri(table, value, modifier)
+
+
+def _column(criterion: Match) -> Condition:
+    """_id and _lastUpdated: columns of resource_current itself."""
+    if criterion.param.code == "_id":
+        ids = [v.code for v in criterion.values if isinstance(v, TokenValue) and v.code]
+        found = cur.c.res_id.in_(ids)
+        return ~found if criterion.modifier == "not" else found
+    moment = cur.c.last_updated
+    return or_(
+        *[
+            match.range_compare(moment, moment, v.prefix, *match.date_bounds(v))
+            for v in criterion.values
+            if isinstance(v, DateValue)
+        ]
+    )
