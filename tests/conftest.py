@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.db.migrate import upgrade
 from app.main import create_app
 from app.settings import Settings
+from tests.auth_support import register_admin
 
 BASE = "http://relais.test"
 PG_URL = os.environ.get("RELAIS_TEST_POSTGRES_URL")
@@ -97,6 +98,7 @@ async def backend(request: pytest.FixtureRequest, tmp_root: Path) -> AsyncIterat
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=transport, base_url=BASE) as client,
     ):
+        client.auth = await register_admin(app)  # bearer token of an all-access client
         yield Backend(kind, url, settings, app, client)
     if kind == "postgres":
         await _drop_pg_database(url)

@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -87,6 +88,12 @@ def unverified_kid(assertion: str) -> str | None:
     return kid if isinstance(kid, str) else None
 
 
+@lru_cache(maxsize=512)
+def _imported(entry: str) -> SigningKey:
+    """A JWK imported once: building the key object costs more than the verification."""
+    return import_public_jwk(json.loads(entry))
+
+
 def _find_key(jwks: dict[str, Any], kid: str, alg: str) -> SigningKey:
     entries = jwks.get("keys") if isinstance(jwks, dict) else None
     if not isinstance(entries, list):
@@ -96,7 +103,7 @@ def _find_key(jwks: dict[str, Any], kid: str, alg: str) -> SigningKey:
         if not isinstance(entry, dict) or entry.get("kid", kid) != kid:
             continue
         try:
-            key = import_public_jwk(entry)
+            key = _imported(json.dumps(entry, sort_keys=True))
         except ValueError as exc:
             if "kid" in entry:
                 problem = f"key '{kid}' of the client's JWKS is unusable: {exc}"
