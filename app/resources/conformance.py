@@ -76,3 +76,12 @@ def concept_display(url: str, code: str) -> str | None:
                     display: str | None = concept.get("display")
                     return display
     return None
+
+
+@cache
+def code_system_order(url: str) -> tuple[str, ...]:
+    """The top-level codes of a shipped CodeSystem, in the order it lists them."""
+    for resource in _resources():
+        if resource["resourceType"] == "CodeSystem" and resource["url"] == url:
+            return tuple(concept["code"] for concept in resource.get("concept", []))
+    return ()
