@@ -8,6 +8,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from app.auth.cli import clients_cli
+from app.fhir.search.cli import reindex_command
+from app.resources.cli import demo_command
 from app.settings import Settings
 
 cli = typer.Typer(help="Relais: FHIR R4B case-management server", no_args_is_help=True)
@@ -59,6 +62,13 @@ def openapi(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render_openapi())
     console.print(f"Wrote {output}")
+
+
+cli.add_typer(clients_cli, name="clients")
+cli.command("reindex")(reindex_command)
+
+
+cli.command("demo")(demo_command)
 
 
 def _safe_url(url: str) -> str:

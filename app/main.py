@@ -13,14 +13,18 @@ from fastapi.responses import Response
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.auth.setup import install as install_auth
 from app.db.engine import WriteGate, make_engine
 from app.fhir import http as fhir_http
 from app.fhir.bindings import check_required_bindings
 from app.fhir.context import Context, Plugins
 from app.fhir.outcomes import FhirError
 from app.fhir.references import check_references
+from app.fhir.search.indexing import index_on_write
+from app.fhir.validate_op import register as register_validate
 from app.observability import ObservabilityMiddleware, configure_logging, metrics_payload
 from app.resources.labels import label
+from app.resources.plugin import install as install_case_model
 from app.settings import Settings
 from app.state import AppState
 
@@ -36,6 +40,8 @@ def core_plugins() -> Plugins:
     plugins = Plugins(labeler=label)
     plugins.validators.append(_bindings)
     plugins.validators.append(check_references)
+    plugins.after_write.append(index_on_write)
+    register_validate(plugins)
     return plugins
 
 
@@ -58,9 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         plugins=core_plugins(),
         write_gate=WriteGate(settings.is_sqlite),
     )
+    install_case_model(state)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        for hook in state.startup:
+            await hook()
         yield
         await engine.dispose()
 
@@ -111,4 +120,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(content=payload, media_type=content_type)
 
     app.include_router(fhir_http.router, tags=["fhir"])
+    install_auth(app, state)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from fastapi import Request
@@ -29,6 +30,13 @@ class AppState:
     policy_for: Callable[[Request], Awaitable[AccessPolicy]] = _open_policy
     # Extra CapabilityStatement content contributed by plugins (security, operations).
     capability_extras: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    # Awaited in order when the app starts (e.g. storing the shipped conformance resources).
+    startup: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+
+    @cached_property
+    def read_engine(self) -> AsyncEngine:
+        """The same pool in autocommit mode, for requests that only read."""
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def gate(self, write: bool) -> Any:
         return self.write_gate if write else _NO_GATE

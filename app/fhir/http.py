@@ -136,7 +136,9 @@ async def handle(request: Request) -> Response:
     headers = {h: request.headers[h] for h in PASSED_HEADERS if h in request.headers}
     policy = await state.policy_for(request)
     write = method in ("POST", "PUT", "PATCH", "DELETE") and not is_search_post
-    async with state.gate(write), state.engine.begin() as conn:
+    # Reads run without BEGIN/COMMIT: one statement each, two round trips saved.
+    connection = state.engine.begin() if write else state.read_engine.connect()
+    async with state.gate(write), connection as conn:
         ctx = Context(
             conn=conn,
             base_url=state.settings.fhir_base,
