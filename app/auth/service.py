@@ -73,6 +73,10 @@ def unauthorized(description: str, *, error: str | None = "invalid_token") -> Fh
     return FhirError(401, "login", description, headers={"WWW-Authenticate": challenge})
 
 
+# Verified access tokens kept in memory (a token is at most a few hundred bytes).
+VERIFIED_CACHE_SIZE = 10_000
+
+
 class AuthService:
     # Failed token requests per client id: FAIL_LIMIT within FAIL_WINDOW locks the
     # client id for LOCK_SECONDS (429 with Retry-After), correct credentials or not.
@@ -95,6 +99,7 @@ class AuthService:
         self.token_url = f"{base}/auth/token"
         self.audience = settings.fhir_base
         self.jwks_cache = JwksCache()
+        self._verified: dict[str, AccessClaims] = {}
         self._key: SigningKey | None = None
         self._active: dict[str, tuple[float, bool]] = {}
         self._secrets: dict[tuple[str, str], float] = {}
@@ -114,9 +119,19 @@ class AuthService:
     # --- bearer tokens -----------------------------------------------------------------
 
     def verify(self, token: str) -> AccessClaims:
-        return verify_access_token(
-            token, self.key, issuer=self.issuer, audience=self.audience, now=time.time()
+        """Signature checks cost more than the rest of a read: remember verified tokens
+        until they expire (revocation is still checked on every request)."""
+        now = time.time()
+        claims = self._verified.get(token)
+        if claims is not None and claims.expires_at > now:
+            return claims
+        claims = verify_access_token(
+            token, self.key, issuer=self.issuer, audience=self.audience, now=now
         )
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
 
     async def authenticate(self, authorization: str | None) -> ClientPolicy:
         """The caller's policy from an `Authorization: Bearer` header, else 401."""
