@@ -17,44 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.fhir.types import SUPPORTED_TYPES as ENGINE_TYPES
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = ROOT.parent / "shared" / "fhir-r4b" / "search-parameters.json"
 TARGET = ROOT / "app" / "fhir" / "search" / "data" / "search-parameters.json"
 
-SUPPORTED_TYPES = {
-    "Patient",
-    "RelatedPerson",
-    "Practitioner",
-    "PractitionerRole",
-    "Organization",
-    "EpisodeOfCare",
-    "CareTeam",
-    "CarePlan",
-    "Goal",
-    "Task",
-    "ServiceRequest",
-    "Condition",
-    "Observation",
-    "Encounter",
-    "Appointment",
-    "Communication",
-    "CommunicationRequest",
-    "DocumentReference",
-    "Questionnaire",
-    "QuestionnaireResponse",
-    "Consent",
-    "ChargeItem",
-    "Coverage",
-    "Group",
-    "Provenance",
-    "AuditEvent",
-    "Subscription",
-    "SubscriptionTopic",
-    "CodeSystem",
-    "ValueSet",
-    "StructureDefinition",
-    "Binary",
-}
+SUPPORTED_TYPES = set(ENGINE_TYPES)
 GENERIC_BASES = {"Resource", "DomainResource"}
 
 KEPT_FIELDS = (

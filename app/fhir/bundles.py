@@ -43,6 +43,15 @@ def _assemble(head: dict[str, Any], entries: list[bytes]) -> bytes:
     return head_bytes[:-1] + b',"entry":[' + b",".join(entries) + b"]}"
 
 
+def _head(kind: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": instant(_now())},
+        "type": kind,
+    }
+
+
 def search_entry(base: str, rtype: str, rid: str, content: bytes, mode: str) -> bytes:
     full_url = orjson.dumps(f"{base}/{rtype}/{rid}")
     return (
@@ -58,12 +67,7 @@ def search_entry(base: str, rtype: str, rid: str, content: bytes, mode: str) -> 
 
 def searchset(ctx: Context, path: str, page: SearchPage, shape: Shape) -> bytes:
     base = ctx.base_url
-    head: dict[str, Any] = {
-        "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
-        "meta": {"lastUpdated": instant(_now())},
-        "type": "searchset",
-    }
+    head = _head("searchset")
     if page.total is not None:
         head["total"] = page.total
     links = [_link("self", _url(base, path, page.self_params or None))]
@@ -102,12 +106,7 @@ def history(
     self_params: list[tuple[str, str]],
 ) -> bytes:
     base = ctx.base_url
-    head: dict[str, Any] = {
-        "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
-        "meta": {"lastUpdated": instant(_now())},
-        "type": "history",
-    }
+    head = _head("history")
     if total is not None:
         head["total"] = total
     links = [_link("self", _url(base, path, self_params or None))]

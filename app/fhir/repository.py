@@ -151,6 +151,23 @@ async def count_visible(ctx: Context, resource_type: str) -> int:
     return int((await ctx.conn.execute(stmt)).scalar_one())
 
 
+def _history_conditions(
+    ctx: Context,
+    resource_type: str | None,
+    res_id: str | None,
+    since: datetime | None,
+    interaction: str,
+) -> list[Any]:
+    conds: list[Any] = [ctx.policy.row_filter(ver, resource_type, interaction)]
+    if resource_type is not None:
+        conds.append(ver.c.type == resource_type)
+    if res_id is not None:
+        conds.append(ver.c.res_id == res_id)
+    if since is not None:
+        conds.append(ver.c.last_updated >= since)
+    return conds
+
+
 async def history_rows(
     ctx: Context,
     resource_type: str | None,
@@ -162,13 +179,7 @@ async def history_rows(
     interaction: str,
 ) -> list[Any]:
     """Versions newest first, keyset-paged on seq."""
-    conds = [ctx.policy.row_filter(ver, resource_type, interaction)]
-    if resource_type is not None:
-        conds.append(ver.c.type == resource_type)
-    if res_id is not None:
-        conds.append(ver.c.res_id == res_id)
-    if since is not None:
-        conds.append(ver.c.last_updated >= since)
+    conds = _history_conditions(ctx, resource_type, res_id, since, interaction)
     if before_seq is not None:
         conds.append(ver.c.seq < before_seq)
     stmt = (
@@ -197,12 +208,6 @@ async def history_total(
     since: datetime | None,
     interaction: str,
 ) -> int:
-    conds = [ctx.policy.row_filter(ver, resource_type, interaction)]
-    if resource_type is not None:
-        conds.append(ver.c.type == resource_type)
-    if res_id is not None:
-        conds.append(ver.c.res_id == res_id)
-    if since is not None:
-        conds.append(ver.c.last_updated >= since)
+    conds = _history_conditions(ctx, resource_type, res_id, since, interaction)
     stmt = select(func.count()).select_from(ver).where(and_(*conds))
     return int((await ctx.conn.execute(stmt)).scalar_one())
