@@ -333,6 +333,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quiet-threshold", type=float, default=25)
     p.add_argument("--explain", choices=["slow", "all", "none"], default="slow")
     p.add_argument("--slow-ms", type=float, default=5.0, help="--explain slow: plans over this")
+    p.add_argument(
+        "--scenarios",
+        default=",".join(["read", *SEARCHES]),
+        help="comma-separated subset to run (read is the reference)",
+    )
     args = p.parse_args(argv)
     args.profile = False  # Driver options of the core benchmark
     return args
@@ -405,7 +410,8 @@ async def measure(
                 )
             values = await samples(db_url, args.seed)
             payload["sql"] = await statements_and_plans(db_url, values)
-            for scenario in scenarios(values):
+            wanted = set(args.scenarios.split(","))
+            for scenario in (s for s in scenarios(values) if s.name in wanted):
                 token = await auth.refresh(server.url)
                 results.append(await driver.drive(scenario, server, token))
         finally:

@@ -8,9 +8,8 @@ Create Date: 2026-11-22 18:41:07.989773
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
-
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -119,9 +118,7 @@ def upgrade() -> None:
     )
 
     # Searches page through resource_current in creation order, per type.
-    op.create_index(
-        "ix_resource_current_type_created", "resource_current", ["type", "created_seq"]
-    )
+    op.create_index("ix_resource_current_type_created", "resource_current", ["type", "created_seq"])
 
 
 def downgrade() -> None:
