@@ -17,7 +17,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 10 * 1024 * 1024
     log_level: str = "INFO"
     json_logs: bool = True
-    db_pool_size: int = 10
+    # Connections kept open; requests beyond it open and close extra ones (costly).
+    db_pool_size: int = 40
 
     @property
     def fhir_base(self) -> str:

@@ -20,7 +20,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        max_overflow=10,
         pool_pre_ping=False,
         # Plan each statement with its values: a generic plan cannot tell a status
         # shared by thousands of rows from a patient id shared by ten (search joins).
