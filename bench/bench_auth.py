@@ -421,6 +421,12 @@ async def main(args: argparse.Namespace) -> int:
             try:
                 base = server.url
                 visible = await load(base, await secret_token(base, admin, "system/*.cruds"), args)
+                # Fresh statistics, as autovacuum would give a database in service.
+                conn = await asyncpg.connect(db_url)
+                try:
+                    await conn.execute("ANALYZE")
+                finally:
+                    await conn.close()
                 hospital = KeyClient(chu, "RS384")
                 # The filter is on: the hospital cannot see the cases it is not part of.
                 token = await hospital.token(base, "system/*.rs")
