@@ -1,7 +1,5 @@
 """After-write hooks of the access rule, run inside the write transaction.
 
-- A deletion keeps the compartment and label of the version it deletes, so a deleted
-  hidden resource stays hidden (404, not 410) and out of others' history.
 - A change to an EpisodeOfCare, CareTeam or Consent rebuilds the beneficiary's grants;
   only a client that manages the case (or one registered for all beneficiaries) may
   make such a change, so nobody widens its own access.
@@ -11,17 +9,15 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, insert, select, text
 
 from app.auth.grants import CASE_TYPES, compute_grants
 from app.auth.policy import ClientPolicy, Written
 from app.auth.tables import access_grant
 from app.db.tables import resource_current as cur
-from app.db.tables import resource_version as ver
 from app.fhir.context import Context, Stored
 from app.fhir.outcomes import FhirError
 from app.resources.domains import beneficiary_of
@@ -29,8 +25,6 @@ from app.resources.domains import beneficiary_of
 
 async def access_hook(ctx: Context, stored: Stored) -> None:
     client = ctx.policy if isinstance(ctx.policy, ClientPolicy) else None
-    if stored.resource is None and stored.previous is not None:
-        await _label_deletion(ctx, stored)
     if stored.type in CASE_TYPES:
         affected = sorted(
             {b for b in (stored.beneficiary, _beneficiary(stored.previous)) if b is not None}
@@ -62,20 +56,6 @@ async def access_hook(ctx: Context, stored: Stored) -> None:
 
 def _beneficiary(resource: dict[str, Any] | None) -> str | None:
     return beneficiary_of(resource) if resource is not None else None
-
-
-async def _label_deletion(ctx: Context, stored: Stored) -> None:
-    previous = copy.deepcopy(stored.previous)
-    assert previous is not None
-    beneficiary, domain = ctx.plugins.labeler(previous)
-    if beneficiary is None and domain is None:
-        return
-    values = {"beneficiary": beneficiary, "domain": domain}
-    await ctx.conn.execute(update(ver).where(ver.c.seq == stored.seq).values(values))
-    await ctx.conn.execute(
-        update(cur).where(cur.c.type == stored.type, cur.c.res_id == stored.id).values(values)
-    )
-    stored.beneficiary, stored.domain = beneficiary, domain
 
 
 async def _visible(ctx: Context, client: ClientPolicy, stored: Stored) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -226,6 +227,9 @@ async def delete(ctx: Context, resource_type: str, res_id: str) -> Result:
         return Result(status=204, resource_type=resource_type, res_id=res_id, is_resource=False)
     _check_writable(ctx, resource_type, res_id)
     previous = orjson.loads(current.content) if current.content else None
+    # A deletion keeps the compartment and label of the version it deletes, so the
+    # access filter treats it like that version (a hidden resource stays hidden).
+    beneficiary, domain = ctx.plugins.labeler(copy.deepcopy(previous)) if previous else (None, None)
     ts = repo.now_utc()
     stored = await repo.write_version(
         ctx,
@@ -237,8 +241,8 @@ async def delete(ctx: Context, resource_type: str, res_id: str) -> Result:
         previous=previous,
         exists=True,
         timestamp=ts,
-        beneficiary=None,
-        domain=None,
+        beneficiary=beneficiary,
+        domain=domain,
     )
     return Result(
         status=204,
