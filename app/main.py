@@ -10,8 +10,10 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 
 from app.auth.setup import install as install_auth
 from app.db.engine import WriteGate, make_engine
@@ -21,6 +23,7 @@ from app.fhir.context import Context, Plugins
 from app.fhir.outcomes import FhirError
 from app.fhir.references import check_references
 from app.fhir.search.indexing import index_on_write
+from app.fhir.shortcut import ReadShortcut
 from app.fhir.validate_op import register as register_validate
 from app.observability import ObservabilityMiddleware, configure_logging, metrics_payload
 from app.resources.labels import label
@@ -121,4 +124,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(fhir_http.router, tags=["fhir"])
     install_auth(app, state)
+    # Innermost: behind authentication and auditing, ahead of the route table.
+    routes = {
+        r.name: r
+        for r in fhir_http.router.routes
+        if isinstance(r, APIRoute) and "GET" in (r.methods or ())
+    }
+    app.user_middleware.append(
+        Middleware(ReadShortcut, state=state, routes={k: routes[k] for k in ("read", "vread")})
+    )
     return app

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
+import orjson
 from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.provenance import Provenance
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.audit.provenance import CLIENT_ID_SYSTEM
+from app.db.tables import resource_current as cur
+from app.fhir.search.extract import extract_index
+from app.fhir.search.tables import TABLES
 from tests.access_case import build_case
 from tests.auth_support import FHIR
 
@@ -195,3 +200,51 @@ async def test_audit_failures_never_fail_requests(backend, client, uid, tmp_path
     r = await client.get(f"/fhir/Patient?_id={uid}")
     assert r.status_code == 200
     assert await trail.flush() >= 1
+
+
+async def test_audit_index_rows_are_those_of_the_general_extractor(backend, client, uid):
+    """AuditEvents are indexed by a builder that knows their shape; what it writes must
+    be what `relais reindex AuditEvent` (the FHIRPath extractor) would write."""
+    case = await build_case(backend, uid, scope="system/*.cruds")
+    insurer = case.insurer
+    created = f"cost-{uid}"
+    r = await insurer.http.get(f"/fhir/ChargeItem/{created}")
+    r = await insurer.http.put(
+        f"/fhir/ChargeItem/{created}", json={**r.json(), "status": "billed"}, headers=FHIR
+    )
+    assert r.status_code == 200, r.text
+    for path in (
+        f"/fhir/ChargeItem/{created}",
+        f"/fhir/ChargeItem/{created}/_history/1",
+        f"/fhir/ChargeItem?subject=Patient/{case.patient}",
+        f"/fhir/Patient/{case.patient}",
+        f"/fhir/Observation/obs-{uid}",
+        "/fhir/_history?_count=1",
+    ):
+        await insurer.http.get(path)
+    await client.get("/fhir/Patient", auth=None)
+    await flush(backend)
+
+    state = backend.app.state.relais
+    async with state.engine.connect() as conn:
+        events = {
+            r.res_id: orjson.loads(r.content)
+            for r in await conn.execute(
+                select(cur.c.res_id, cur.c.content).where(cur.c.type == "AuditEvent")
+            )
+        }
+        stored: dict[str, dict[str, set]] = {rid: {} for rid in events}
+        for kind, table in TABLES.items():
+            query = select(table).where(table.c.type == "AuditEvent")
+            for row in (await conn.execute(query)).mappings():
+                values = tuple(v for k, v in row.items() if k not in ("type", "res_id"))
+                stored[row["res_id"]].setdefault(kind, set()).add(values)
+    assert len(events) >= 9
+    kinds = set()
+    for rid, event in events.items():
+        rows = extract_index("AuditEvent", event, state.settings.fhir_base)
+        expected = {k: set(map(tuple, getattr(rows, k))) for k in TABLES}
+        expected = {k: v for k, v in expected.items() if v}
+        assert stored[rid] == expected, (event, stored[rid], expected)
+        kinds |= set(expected)
+    assert {"token", "reference", "date"} <= kinds

@@ -20,12 +20,12 @@ import structlog
 from sqlalchemy import bindparam, insert, select
 
 from app.audit.events import AuditRecord, build_audit_event
+from app.audit.index import audit_index
 from app.db.tables import resource_current as cur
 from app.db.tables import resource_version as ver
 from app.fhir import repository as repo
 from app.fhir.access import OPEN
 from app.fhir.context import Context
-from app.fhir.search.extract import extract_index
 from app.fhir.search.tables import write_many
 
 if TYPE_CHECKING:
@@ -194,7 +194,5 @@ async def _store(ctx: Context, rows: list[tuple[dict[str, Any], str | None, str 
         fields = {k: v for k, v in row.items() if k != "method"}
         current.append({**fields, "seq": seq, "created_seq": seq})
     await ctx.conn.execute(insert(cur), current)
-    index = [
-        (resource["id"], extract_index(AUDIT, resource, ctx.base_url)) for resource, _, _ in rows
-    ]
+    index = [(resource["id"], audit_index(resource, ctx.base_url)) for resource, _, _ in rows]
     await write_many(ctx.conn, AUDIT, index)

@@ -18,11 +18,11 @@ from app.audit.events import AuditRecord, classify
 from app.audit.trail import AuditTrail
 from app.auth.policy import ClientPolicy
 from app.auth.service import AuthService
+from app.fhir.asgi import send_outcome
 from app.fhir.outcomes import FhirError
 
 POLICY_KEY = "relais_policy"
 PUBLIC = frozenset({"/fhir/metadata", "/fhir/.well-known/smart-configuration"})
-OUTCOME_TYPE = b"application/fhir+json; charset=utf-8"
 _BUNDLE_KIND = re.compile(rb'"type"\s*:\s*"(batch|transaction)-response"')
 
 log = structlog.get_logger("relais.auth")
@@ -60,7 +60,7 @@ class AccessMiddleware:
         try:
             policy = await self.service.authenticate(_header(scope, b"authorization"))
         except FhirError as err:
-            await _send_outcome(send, err)
+            await send_outcome(send, err)
             self._audit(scope, None, err.status, err.diagnostics)
             return
         state[POLICY_KEY] = policy
@@ -119,14 +119,3 @@ class AccessMiddleware:
             self.trail.record(record)
         except Exception as exc:  # auditing never fails the request
             log.error("audit_failed", error=repr(exc))
-
-
-async def _send_outcome(send: Send, err: FhirError) -> None:
-    body = err.to_bytes()
-    headers = [
-        (b"content-type", OUTCOME_TYPE),
-        (b"content-length", str(len(body)).encode()),
-        *[(k.lower().encode(), v.encode()) for k, v in err.headers.items()],
-    ]
-    await send({"type": "http.response.start", "status": err.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -58,16 +58,32 @@ def parse_json(raw: bytes) -> Any:
         raise FhirError(400, "structure", f"Malformed JSON: {exc}") from None
 
 
-def response_type(request: Request, query: list[tuple[str, str]]) -> str:
-    fmt = dict(query).get("_format")
-    accept = _media(request.headers.get("accept"))
+def media_for(fmt: str | None, accept: str | None) -> str:
+    """The response media type for `_format` and the Accept header; 406 for XML."""
+    wanted = _media(accept)
     if fmt is not None:
         if fmt in XML_FORMATS:
             raise FhirError(406, "not-supported", "Relais serves JSON only")
         return "application/json" if fmt in ("json", "application/json") else FHIR_JSON
-    if accept in XML_FORMATS:
+    if wanted in XML_FORMATS:
         raise FhirError(406, "not-supported", "Relais serves JSON only")
-    return "application/json" if accept == "application/json" else FHIR_JSON
+    return "application/json" if wanted == "application/json" else FHIR_JSON
+
+
+def response_type(request: Request, query: list[tuple[str, str]]) -> str:
+    return media_for(dict(query).get("_format"), request.headers.get("accept"))
+
+
+def result_headers(result: Result) -> dict[str, str]:
+    """ETag, Last-Modified and Location of an interaction's result."""
+    headers = dict(result.headers)
+    if result.version is not None:
+        headers["ETag"] = f'W/"{result.version}"'
+    if result.last_updated is not None:
+        headers["Last-Modified"] = bundles.http_date(result.last_updated)
+    if result.location and result.status == 201:
+        headers["Location"] = result.location
+    return headers
 
 
 def render(
@@ -77,13 +93,7 @@ def render(
     query: list[tuple[str, str]],
     write: bool,
 ) -> Response:
-    headers = dict(result.headers)
-    if result.version is not None:
-        headers["ETag"] = f'W/"{result.version}"'
-    if result.last_updated is not None:
-        headers["Last-Modified"] = bundles.http_date(result.last_updated)
-    if result.location and result.status == 201:
-        headers["Location"] = result.location
+    headers = result_headers(result)
     body = result.body
     if write and result.is_resource:
         prefer = request.headers.get("prefer", "")

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, insert, select, update
 
+from app.db import raw
 from app.db.tables import resource_current as cur
 from app.db.tables import resource_version as ver
 from app.fhir.context import Context, Stored
@@ -37,22 +38,49 @@ async def read_current(
     ctx: Context, resource_type: str, res_id: str, interaction: str = "read"
 ) -> Any:
     """The current row when visible to the caller (deleted rows included)."""
-    stmt = select(cur.c.version, cur.c.deleted, cur.c.content, cur.c.last_updated).where(
-        cur.c.type == resource_type,
-        cur.c.res_id == res_id,
-        ctx.policy.row_filter(cur, resource_type, interaction),
-    )
-    return (await ctx.conn.execute(stmt)).first()
+    visible = ctx.policy.row_filter(cur, resource_type, interaction)
+    stmt = _cached(_READ_CURRENT, visible)
+    return await raw.first(ctx.conn, stmt, {"rtype": resource_type, "rid": res_id})
 
 
 async def read_version(ctx: Context, resource_type: str, res_id: str, version: int) -> Any:
-    stmt = select(ver.c.version, ver.c.deleted, ver.c.content, ver.c.last_updated).where(
-        ver.c.type == resource_type,
-        ver.c.res_id == res_id,
-        ver.c.version == version,
-        ctx.policy.row_filter(ver, resource_type, "vread"),
-    )
-    return (await ctx.conn.execute(stmt)).first()
+    visible = ctx.policy.row_filter(ver, resource_type, "vread")
+    stmt = _cached(_READ_VERSION, visible)
+    params = {"rtype": resource_type, "rid": res_id, "vid": version}
+    return await raw.first(ctx.conn, stmt, params)
+
+
+# The hottest statements, built once per access filter and run on the driver
+# connection (app/db/raw.py). Policies hand out the same filter object for the same
+# caller, type and interaction.
+def _param(name: str) -> Any:
+    # Values come with each call; none is compiled in (see app/db/raw.py).
+    return bindparam(name, required=False)
+
+
+_READ_CURRENT = select(cur.c.version, cur.c.deleted, cur.c.content, cur.c.last_updated).where(
+    cur.c.type == _param("rtype"),
+    cur.c.res_id == _param("rid"),
+)
+_READ_VERSION = select(ver.c.version, ver.c.deleted, ver.c.content, ver.c.last_updated).where(
+    ver.c.type == _param("rtype"),
+    ver.c.res_id == _param("rid"),
+    ver.c.version == _param("vid"),
+)
+_STATEMENTS: dict[tuple[int, int], tuple[Any, Select[Any]]] = {}
+_MAX_STATEMENTS = 4096
+
+
+def _cached(base: Select[Any], visible: ColumnElement[bool]) -> Select[Any]:
+    key = (id(base), id(visible))
+    hit = _STATEMENTS.get(key)
+    if hit is not None and hit[0] is visible:
+        return hit[1]
+    if len(_STATEMENTS) >= _MAX_STATEMENTS:
+        _STATEMENTS.clear()
+    stmt = base.where(visible)
+    _STATEMENTS[key] = (visible, stmt)  # holding the filter keeps its id unique
+    return stmt
 
 
 async def lock_current(

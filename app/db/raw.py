@@ -1,0 +1,89 @@
+"""Core SELECTs run straight on the driver connection, for the hottest reads.
+
+SQLAlchemy's execution path (execution context, events, result objects) costs more
+than the query itself on a one-row read by primary key: about 0.17 ms of CPU against
+0.1 ms. Here a statement is compiled once per dialect, its bound values captured, and
+each call only binds the varying parameters and hands the SQL to asyncpg or
+aiosqlite. The statement is still built with SQLAlchemy Core, access filter included,
+so the SQL is the same as on the ordinary path.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class Compiled:
+    sql: str
+    names: tuple[str, ...]  # positional parameters, in order
+    defaults: dict[str, Any]  # values bound in the statement itself (access filter)
+    binds: dict[str, Processor]
+    results: tuple[Processor, ...]
+    row: Any  # a namedtuple class over the result columns
+
+
+_COMPILED: dict[tuple[int, str], tuple[Select[Any], Compiled]] = {}
+_MAX = 4096
+
+
+def _compile(stmt: Select[Any], dialect: Dialect) -> Compiled:
+    compiled: Any = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    names = tuple(compiled.positiontup or ())
+    columns = compiled._result_columns
+    results = tuple(col[3]._cached_result_processor(dialect, None) for col in columns)
+    return Compiled(
+        sql=compiled.string,
+        names=names,
+        defaults=dict(compiled.params),
+        binds=dict(compiled._bind_processors),
+        results=results,
+        row=namedtuple("Row", [col[0] for col in columns]),
+    )
+
+
+def compiled_for(stmt: Select[Any], dialect: Dialect) -> Compiled:
+    key = (id(stmt), dialect.name)
+    hit = _COMPILED.get(key)
+    if hit is not None and hit[0] is stmt:
+        return hit[1]
+    if len(_COMPILED) >= _MAX:
+        _COMPILED.clear()
+    found = _compile(stmt, dialect)
+    _COMPILED[key] = (stmt, found)  # holding the statement keeps its id unique
+    return found
+
+
+async def first(conn: AsyncConnection, stmt: Select[Any], params: dict[str, Any]) -> Any:
+    """The first row of `stmt` (a statement object reused across calls), or None."""
+    dialect = conn.dialect
+    plan = compiled_for(stmt, dialect)
+    args = []
+    for name in plan.names:
+        value = params[name] if name in params else plan.defaults[name]
+        process = plan.binds.get(name)
+        args.append(process(value) if process is not None else value)
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    if dialect.name == "postgresql":
+        row = await driver.fetchrow(plan.sql, *args)
+    else:
+        cursor = await driver.execute(plan.sql, args)
+        try:
+            row = await cursor.fetchone()
+        finally:
+            await cursor.close()
+    if row is None:
+        return None
+    return plan.row._make(
+        value if process is None else process(value)
+        for value, process in zip(row, plan.results, strict=True)
+    )
