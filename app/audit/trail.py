@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 
 from app.audit.events import AuditRecord, build_audit_event
 from app.audit.index import audit_index
 from app.db.tables import resource_current as cur
-from app.db.tables import resource_version as ver
 from app.fhir import repository as repo
 from app.fhir.access import OPEN
 from app.fhir.context import Context
@@ -162,37 +161,18 @@ _LABELS = select(cur.c.res_id, cur.c.beneficiary, cur.c.domain).where(
 
 async def _store(ctx: Context, rows: list[tuple[dict[str, Any], str | None, str | None]]) -> None:
     """Insert a batch of AuditEvents as version 1 of new resources, with their search
-    index: one statement per table instead of the per-write path. AuditEvents need none
-    of the other after-write hooks (no Provenance, no grants, no subscription topic)."""
+    index: a couple of statements for the whole batch instead of the per-write path.
+    AuditEvents need none of the after-write hooks (no Provenance, no grants)."""
     timestamp = repo.now_utc()
     stamp = repo.instant(timestamp)
-    values = []
+    versions = []
+    index = []
     for resource, beneficiary, domain in rows:
         res_id = str(uuid.uuid4())
         resource["id"] = res_id
         resource.setdefault("meta", {}).update(versionId="1", lastUpdated=stamp)
-        values.append(
-            {
-                "type": AUDIT,
-                "res_id": res_id,
-                "version": 1,
-                "last_updated": timestamp,
-                "method": "POST",
-                "deleted": False,
-                "content": orjson.dumps(resource).decode(),
-                "beneficiary": beneficiary,
-                "domain": domain,
-            }
-        )
-    inserted = await ctx.conn.execute(
-        insert(ver).returning(ver.c.seq, ver.c.res_id, sort_by_parameter_order=True), values
-    )
-    seqs = {row.res_id: row.seq for row in inserted}
-    current = []
-    for row in values:
-        seq = seqs[row["res_id"]]
-        fields = {k: v for k, v in row.items() if k != "method"}
-        current.append({**fields, "seq": seq, "created_seq": seq})
-    await ctx.conn.execute(insert(cur), current)
-    index = [(resource["id"], audit_index(resource, ctx.base_url)) for resource, _, _ in rows]
+        content = orjson.dumps(resource).decode()
+        versions.append(repo.NewVersion(AUDIT, res_id, content, timestamp, beneficiary, domain))
+        index.append((res_id, audit_index(resource, ctx.base_url)))
+    await repo.insert_new(ctx.conn, versions)
     await write_many(ctx.conn, AUDIT, index)

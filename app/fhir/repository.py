@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db import raw
 from app.db.tables import resource_current as cur
@@ -168,6 +169,66 @@ async def write_version(
     for hook in ctx.plugins.after_write:
         await hook(ctx, stored)
     return stored
+
+
+@dataclass
+class NewVersion:
+    """Version 1 of a resource written in bulk (server-made records, e.g. AuditEvents)."""
+
+    type: str
+    res_id: str
+    content: str
+    last_updated: datetime
+    beneficiary: str | None
+    domain: str | None
+
+
+async def insert_new(conn: AsyncConnection, rows: list[NewVersion]) -> None:
+    """Store many new resources without after-write hooks: one statement on PostgreSQL
+    (rows as one JSON text), one executemany per table on SQLite."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        payload = [
+            (r.type, r.res_id, r.last_updated, r.content, r.beneficiary, r.domain) for r in rows
+        ]
+        await conn.execute(_PG_INSERT_NEW, {"rows": orjson.dumps(payload).decode()})
+        return
+    values = [
+        {
+            "type": r.type,
+            "res_id": r.res_id,
+            "version": 1,
+            "last_updated": r.last_updated,
+            "method": "POST",
+            "deleted": False,
+            "content": r.content,
+            "beneficiary": r.beneficiary,
+            "domain": r.domain,
+        }
+        for r in rows
+    ]
+    inserted = await conn.execute(
+        insert(ver).returning(ver.c.seq, sort_by_parameter_order=True), values
+    )
+    current = [
+        {**{k: v for k, v in row.items() if k != "method"}, "seq": seq, "created_seq": seq}
+        for row, seq in zip(values, inserted.scalars(), strict=True)
+    ]
+    await conn.execute(insert(cur), current)
+
+
+_PG_INSERT_NEW = text(
+    "WITH v AS (INSERT INTO resource_version "
+    "(type, res_id, version, last_updated, method, deleted, content, beneficiary, domain) "
+    "SELECT r->>0, r->>1, 1, CAST(r->>2 AS TIMESTAMPTZ), 'POST', false, r->>3, r->>4, r->>5 "
+    "FROM json_array_elements(CAST(:rows AS JSON)) AS r "
+    "RETURNING seq, type, res_id, last_updated, content, beneficiary, domain) "
+    "INSERT INTO resource_current "
+    "(type, res_id, version, last_updated, deleted, content, beneficiary, domain, seq, "
+    "created_seq) "
+    "SELECT type, res_id, 1, last_updated, false, content, beneficiary, domain, seq, seq FROM v"
+)
 
 
 async def count_visible(ctx: Context, resource_type: str) -> int:
