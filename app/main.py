@@ -24,7 +24,7 @@ from app.fhir.context import Context, Plugins
 from app.fhir.outcomes import FhirError
 from app.fhir.references import check_references
 from app.fhir.search.extract import indexed_params
-from app.fhir.search.indexing import index_on_write
+from app.fhir.search.indexing import flush_index, index_on_write
 from app.fhir.shortcut import ReadShortcut
 from app.fhir.types import SUPPORTED, model_class
 from app.fhir.validate_op import register as register_validate
@@ -47,6 +47,7 @@ def core_plugins() -> Plugins:
     plugins.validators.append(_bindings)
     plugins.validators.append(check_references)
     plugins.after_write.append(index_on_write)
+    plugins.flushers.append(flush_index)
     register_validate(plugins)
     return plugins
 

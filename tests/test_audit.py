@@ -94,6 +94,50 @@ async def test_transaction_entries_get_their_provenance(backend, client, uid):
         assert r.json()["total"] == 1, target
 
 
+async def test_a_refused_batch_entry_leaves_no_provenance_or_index_rows(backend, client, uid):
+    """Provenances and index rows are written at the end of each batch entry; an entry
+    refused after its write (the insurer may not see medical data) leaves none behind."""
+    case = await build_case(backend, uid, scope=WRITE_ALL)
+    hidden = f"refused-{uid}"
+    observation = {
+        "resourceType": "Observation",
+        "id": hidden,
+        "status": "final",
+        "code": {"text": "Scanner"},
+        "subject": {"reference": f"Patient/{case.patient}"},
+    }
+    charge = (await client.get(f"/fhir/ChargeItem/cost-{uid}")).json()
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": observation, "request": {"method": "PUT", "url": f"Observation/{hidden}"}},
+            {
+                "resource": {**charge, "status": "billed"},
+                "request": {"method": "PUT", "url": f"ChargeItem/cost-{uid}"},
+            },
+        ],
+    }
+    r = await case.insurer.http.post("/fhir", json=bundle, headers=FHIR)
+    assert r.status_code == 200, r.text
+    statuses = [e["response"]["status"] for e in r.json()["entry"]]
+    assert statuses[0].startswith("403") and statuses[1].startswith("200"), statuses
+
+    assert (await client.get(f"/fhir/Observation/{hidden}")).status_code == 404
+    for query in (
+        f"/fhir/Provenance?target=Observation/{hidden}",
+        f"/fhir/Observation?_id={hidden}",
+        f"/fhir/Observation?code:text=scanner&subject=Patient/{case.patient}",
+    ):
+        assert (await client.get(query)).json()["total"] == 0, query
+    for table in TABLES.values():
+        count = f"SELECT count(*) FROM {table.name} WHERE res_id = :rid"
+        assert await backend.scalar(count, rid=hidden) == 0, table.name
+    r = await client.get(f"/fhir/Provenance?target=ChargeItem/cost-{uid}")
+    targets = [t["reference"] for p in entries(r.json()) for t in p["target"]]
+    assert f"ChargeItem/cost-{uid}/_history/2" in targets, targets
+
+
 async def test_every_request_and_denial_has_an_audit_event(backend, client, uid):
     case = await build_case(backend, uid, scope="system/*.rs system/Observation.c")
     insurer = case.insurer

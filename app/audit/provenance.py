@@ -1,20 +1,22 @@
 """A Provenance for every write, stored in the write's own transaction.
 
-Written through the repository (not through HTTP), so it costs two inserts and its
-search index rows, and it commits or rolls back with the write it records. It carries
+Stored in bulk (repository.insert_new) with its search index rows; when the request
+holds its writes, every Provenance of the transaction goes in one statement at the
+end. It commits or rolls back with the write it records. It carries
 the compartment and domain label of its target, so it is exactly as visible as the
 target.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from typing import Any
 
+import orjson
+
 from app.fhir import repository as repo
-from app.fhir.access import OPEN
-from app.fhir.context import Context, Stored
+from app.fhir.context import Context, Stored, held, take_held
+from app.fhir.search.indexing import index_new
 from app.resources.domains import DOMAIN_SYSTEM
 
 CLIENT_ID_SYSTEM = "https://relais.dev/fhir/sid/client-id"
@@ -22,6 +24,7 @@ ADAPTER_SYSTEM = "https://relais.dev/fhir/sid/adapter"
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 UNRECORDED = frozenset({"Provenance", "AuditEvent"})
+PENDING = "provenance"
 
 ACTIVITY = {"POST": "CREATE", "PUT": "UPDATE", "PATCH": "UPDATE", "DELETE": "DELETE"}
 
@@ -77,23 +80,39 @@ async def provenance_hook(ctx: Context, stored: Stored) -> None:
     if stored.type in UNRECORDED:
         return
     resource = build_provenance(ctx, stored)
-    res_id = str(uuid.uuid4())
-    resource["id"] = res_id
+    resource["id"] = str(uuid.uuid4())
     meta: dict[str, Any] = {"versionId": "1", "lastUpdated": repo.instant(stored.last_updated)}
     if stored.domain is not None:
         meta["security"] = [{"system": DOMAIN_SYSTEM, "code": stored.domain}]
     resource["meta"] = meta
-    # Written by the server, not the caller: the caller's write checks do not apply.
-    await repo.write_version(
-        dataclasses.replace(ctx, policy=OPEN),
-        "Provenance",
-        res_id,
-        resource,
-        version=1,
-        method="POST",
-        previous=None,
-        exists=False,
-        timestamp=stored.last_updated,
-        beneficiary=stored.beneficiary,
-        domain=stored.domain,
-    )
+    item = (resource, stored)
+    pending = held(ctx, PENDING)
+    if pending is None:
+        await _store(ctx, [item])
+    else:
+        pending.append(item)
+
+
+async def flush_provenance(ctx: Context) -> None:
+    """Flusher: the held Provenances, before the index flush (it adds their rows)."""
+    items = take_held(ctx, PENDING)
+    if items:
+        await _store(ctx, items)
+
+
+async def _store(ctx: Context, items: list[tuple[dict[str, Any], Stored]]) -> None:
+    """Written by the server, not the caller: the caller's write checks do not apply,
+    and no other after-write hook concerns a Provenance."""
+    versions = [
+        repo.NewVersion(
+            "Provenance",
+            resource["id"],
+            orjson.dumps(resource).decode(),
+            stored.last_updated,
+            stored.beneficiary,
+            stored.domain,
+        )
+        for resource, stored in items
+    ]
+    await repo.insert_new(ctx.conn, versions)
+    await index_new(ctx, "Provenance", [(resource["id"], resource) for resource, _ in items])

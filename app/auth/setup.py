@@ -11,7 +11,7 @@ import structlog
 from fastapi import FastAPI, Request
 from starlette.middleware import Middleware
 
-from app.audit.provenance import provenance_hook
+from app.audit.provenance import flush_provenance, provenance_hook
 from app.audit.trail import AuditTrail
 from app.auth.endpoints import router
 from app.auth.hooks import access_hook
@@ -41,6 +41,7 @@ def install(app: FastAPI, state: AppState) -> None:
 
     state.policy_for = policy_for
     state.plugins.after_write += [access_hook, provenance_hook]
+    state.plugins.flushers.insert(0, flush_provenance)  # before the index flush
     state.capability_extras.append(lambda statement: _security(statement, service))
     # Before the FHIR routes: /fhir/.well-known/… would otherwise match /fhir/{type}/{id}.
     count = len(app.router.routes)

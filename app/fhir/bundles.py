@@ -10,14 +10,13 @@ from urllib.parse import urlencode
 
 import orjson
 
-from app.fhir.context import Context
+from app.fhir.context import Context, discard_held, flush_held, hold_writes
 from app.fhir.outcomes import FhirError
 from app.fhir.references import DEFERRED
 from app.fhir.references import verify as verify_references
 from app.fhir.render import Shape, shape_bytes
 from app.fhir.repository import instant
 from app.fhir.search.engine import SearchPage
-from app.fhir.search.indexing import defer_index, flush_index
 
 STATUS_TEXT = {
     200: "200 OK",
@@ -243,7 +242,7 @@ async def process(
         mapping = await _assign_ids(ctx, entries, dispatch)
         # Entries may reference ones processed later: check references once all exist.
         ctx.extra[DEFERRED] = []
-        defer_index(ctx)  # one index write for the whole Bundle
+        hold_writes(ctx)  # one index and one Provenance write for the whole Bundle
         for n in order:
             entry = _rewrite(entries[n], mapping)
             try:
@@ -254,14 +253,16 @@ async def process(
                 raise
             results[n] = response_entry(result, with_resource)
         await verify_references(ctx, ctx.extra.pop(DEFERRED))
-        await flush_index(ctx, finish=True)
+        await flush_held(ctx)
     else:
         for n in order:
             try:
                 async with savepoint():
                     result = await _run(ctx, entries[n], dispatch)
+                    await flush_held(ctx)  # inside the entry's savepoint
                 results[n] = response_entry(result, with_resource)
             except FhirError as err:
+                discard_held(ctx)  # rolled back with the savepoint
                 results[n] = error_entry(err)
     out = {
         "resourceType": "Bundle",

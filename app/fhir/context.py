@@ -34,6 +34,8 @@ Validator = Callable[["Context", dict[str, Any], dict[str, Any] | None], Awaitab
 AfterWrite = Callable[["Context", Stored], Awaitable[None]]
 # resource -> (beneficiary, domain label)
 Labeler = Callable[[dict[str, Any]], tuple[str | None, str | None]]
+# ctx -> None; writes what was held for the transaction (see hold_writes).
+Flusher = Callable[["Context"], Awaitable[None]]
 # (ctx, request) -> response, for $operations
 Operation = Callable[..., Awaitable[Any]]
 
@@ -49,6 +51,8 @@ class Plugins:
     labeler: Labeler = _no_labels
     validators: list[Validator] = field(default_factory=list)
     after_write: list[AfterWrite] = field(default_factory=list)
+    # Run in order by flush_held; a flusher that adds index rows comes before the index's.
+    flushers: list[Flusher] = field(default_factory=list)
     # (type or None for system level, instance level?, name) -> handler
     operations: dict[tuple[str | None, bool, str], Operation] = field(default_factory=dict)
     read_only: Callable[[str, str], bool] = lambda _t, _i: False
@@ -64,3 +68,38 @@ class Context:
     adapter: str | None = None
     # Set while a transaction Bundle runs: urn:uuid -> Type/id
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- writes held until the end of a transaction -------------------------------------------
+# After-write hooks that write more rows (search index, Provenance) may hold them while
+# a request's transaction runs and write them all with one statement per table at the
+# end. Whoever owns the transaction calls flush_held before committing, and searches
+# call it first so they see their own transaction.
+
+HOLD = "held-writes"
+
+
+def hold_writes(ctx: Context) -> None:
+    ctx.extra.setdefault(HOLD, {})
+
+
+def held(ctx: Context, key: str) -> list[Any] | None:
+    """The list a hook appends its held rows to; None when writes are not held."""
+    holding: dict[str, list[Any]] | None = ctx.extra.get(HOLD)
+    return None if holding is None else holding.setdefault(key, [])
+
+
+def take_held(ctx: Context, key: str) -> list[Any]:
+    holding: dict[str, list[Any]] = ctx.extra.get(HOLD, {})
+    return holding.pop(key, [])
+
+
+def discard_held(ctx: Context) -> None:
+    """Forget what was held since the last flush (its savepoint was rolled back)."""
+    if HOLD in ctx.extra:
+        ctx.extra[HOLD] = {}
+
+
+async def flush_held(ctx: Context) -> None:
+    for flush in ctx.plugins.flushers:
+        await flush(ctx)

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from app.fhir import bundles
 from app.fhir.capability import capability_statement
-from app.fhir.context import Context
+from app.fhir.context import Context, flush_held, hold_writes
 from app.fhir.interactions import Result
 from app.fhir.outcomes import FhirError
 from app.fhir.router import dispatch
@@ -156,10 +156,13 @@ async def handle(request: Request) -> Response:
             policy=policy,
             request_id=request.state.request_id if hasattr(request.state, "request_id") else "",
         )
+        if write:
+            hold_writes(ctx)  # index rows and Provenances: one statement each, at the end
         if path in ("", "/") and method == "POST":
             result = await _bundle(ctx, request, body)
         else:
             result = await dispatch(ctx, method, path, body, headers, query=query)
+        await flush_held(ctx)
     return render(request, result, media, query, write)
 
 

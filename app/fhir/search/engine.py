@@ -12,11 +12,10 @@ from sqlalchemy.sql.elements import True_
 
 from app.db.tables import resource_current as cur
 from app.db.tables import resource_version as ver
-from app.fhir.context import Context
+from app.fhir.context import Context, flush_held
 from app.fhir.outcomes import FhirError
 from app.fhir.search.filters import LIVE, Filters, type_is
 from app.fhir.search.include import fetch_includes
-from app.fhir.search.indexing import flush_index
 from app.fhir.search.paging import beyond, encode_cursor, order_by
 from app.fhir.search.request import (
     DEFAULT_COUNT,
@@ -149,7 +148,7 @@ async def search(
     strict: bool = False,
 ) -> SearchPage:
     request = read_request(resource_type, query, strict=strict, base_url=ctx.base_url)
-    await flush_index(ctx)
+    await flush_held(ctx)
     interaction = "search-type" if resource_type else "search-system"
     where = _where(ctx, request, interaction)
     page = SearchPage(
@@ -211,7 +210,7 @@ async def search_ids(
     request = read_request(resource_type, query, strict=True, base_url=ctx.base_url)
     if not request.criteria:
         raise FhirError(412, "invalid", "A conditional request needs at least one criterion")
-    await flush_index(ctx)
+    await flush_held(ctx)
     where = _where(ctx, request, "search-type")
     stmt = select(cur.c.res_id).where(*where.conds).limit(limit)
     return [r.res_id for r in (await ctx.conn.execute(stmt)).all()]

@@ -7,13 +7,14 @@ the index of whole types (after a change of parameters, or of the base URL).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.tables import resource_current as cur
-from app.fhir.context import Context, Stored
+from app.fhir.context import Context, Stored, held, take_held
 from app.fhir.search.extract import extract_index
 from app.fhir.search.tables import (
     TABLES,
@@ -26,18 +27,34 @@ from app.fhir.search.tables import (
 BATCH = 500
 
 
-# Context.extra key: while set, index writes wait in this list until flush_index.
-PENDING = "search.pending-index"
+PENDING = "search.index"
 
 
 async def index_on_write(ctx: Context, stored: Stored) -> None:
     """After-write hook: the version just written replaces the resource's index rows."""
-    write = _index_write(ctx, stored)
-    pending: list[IndexWrite] | None = ctx.extra.get(PENDING)
-    if pending is not None:
-        pending.append(write)
-        return
-    await write_indexes(ctx.conn, [write])
+    await _write_or_hold(ctx, [_index_write(ctx, stored)])
+
+
+async def index_new(ctx: Context, resource_type: str, items: list[tuple[str, Any]]) -> None:
+    """Index new resources written in bulk (repository.insert_new): (id, resource) pairs."""
+    writes = [
+        IndexWrite(
+            resource_type,
+            res_id,
+            extract_index(resource_type, resource, ctx.base_url),
+            replace=False,
+        )
+        for res_id, resource in items
+    ]
+    await _write_or_hold(ctx, writes)
+
+
+async def _write_or_hold(ctx: Context, writes: list[IndexWrite]) -> None:
+    pending = held(ctx, PENDING)
+    if pending is None:
+        await write_indexes(ctx.conn, writes)
+    else:
+        pending.extend(writes)
 
 
 def _index_write(ctx: Context, stored: Stored) -> IndexWrite:
@@ -53,18 +70,9 @@ def _index_write(ctx: Context, stored: Stored) -> IndexWrite:
     return IndexWrite(stored.type, stored.id, rows, kinds=kinds)
 
 
-def defer_index(ctx: Context) -> None:
-    """Hold the index writes of this transaction until flush_index (a transaction Bundle:
-    one statement for all its entries instead of one per entry)."""
-    ctx.extra.setdefault(PENDING, [])
-
-
-async def flush_index(ctx: Context, *, finish: bool = False) -> None:
-    """Write what is held; searches call this first, so they see their own transaction.
-    `finish` also stops holding: later writes go straight to the index again."""
-    pending: list[IndexWrite] | None = ctx.extra.pop(PENDING, None)
-    if not finish and pending is not None:
-        ctx.extra[PENDING] = []
+async def flush_index(ctx: Context) -> None:
+    """Flusher: write the held index rows, one statement for all of them."""
+    pending: list[IndexWrite] = take_held(ctx, PENDING)
     if not pending:
         return
     by_key: dict[tuple[str, str], list[IndexWrite]] = {}
