@@ -171,9 +171,20 @@ async def test_writes_follow_the_rule(backend, uid):
     }
     r = await case.hospital.http.post("/fhir/Observation", json=observation, headers=FHIR)
     assert r.status_code == 201, r.text
-    # The insurer may write, but not into a domain it is not consented for ...
+    # The insurer may write, but not into a domain it is not consented for: the write
+    # is refused after it was made, and rolled back with its Provenance.
+    count = "SELECT count(*) FROM resource_version WHERE type IN ('Observation', 'Provenance')"
+    before = await backend.scalar(count)
     r = await case.insurer.http.post("/fhir/Observation", json=observation, headers=FHIR)
     assert r.status_code == 403, r.text
+    assert await backend.scalar(count) == before
+    # The same when the write is the transaction's first statement (no reference to check).
+    count = "SELECT count(*) FROM resource_version WHERE type IN ('Patient', 'Provenance')"
+    before = await backend.scalar(count)
+    patient = {"resourceType": "Patient", "gender": "female"}
+    r = await case.insurer.http.post("/fhir/Patient", json=patient, headers=FHIR)
+    assert r.status_code == 403, r.text
+    assert await backend.scalar(count) == before
     # ... nor change, patch or delete what it cannot see (404, like a read).
     obs = f"/fhir/Observation/obs-{uid}"
     current = (await case.hospital.http.get(obs)).json()

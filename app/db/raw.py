@@ -72,7 +72,7 @@ async def first(conn: AsyncConnection, stmt: Select[Any], params: dict[str, Any]
         value = params[name] if name in params else plan.defaults[name]
         process = plan.binds.get(name)
         args.append(process(value) if process is not None else value)
-    driver: Any = (await conn.get_raw_connection()).driver_connection
+    driver = await driver_of(conn)
     if dialect.name == "postgresql":
         row = await driver.fetchrow(plan.sql, *args)
     else:
@@ -87,3 +87,22 @@ async def first(conn: AsyncConnection, stmt: Select[Any], params: dict[str, Any]
         value if process is None else process(value)
         for value, process in zip(row, plan.results, strict=True)
     )
+
+
+async def driver_of(conn: AsyncConnection) -> Any:
+    """The driver connection behind `conn`, inside the transaction `conn` has begun.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs
+    itself; a statement sent straight to the driver before that would run outside the
+    transaction (and survive its rollback), so BEGIN is sent first.
+    """
+    fairy = await conn.get_raw_connection()
+    adapter: Any = fairy.dbapi_connection
+    if (
+        conn.in_transaction()
+        and conn.dialect.name == "postgresql"
+        and adapter._transaction is None
+        and adapter.isolation_level != "autocommit"
+    ):
+        await adapter._start_transaction()
+    return fairy.driver_connection
