@@ -25,7 +25,7 @@ from app.fhir.outcomes import FhirError
 from app.fhir.references import check_references
 from app.fhir.search.extract import indexed_params
 from app.fhir.search.indexing import flush_index, index_on_write
-from app.fhir.shortcut import ReadShortcut
+from app.fhir.shortcut import GetShortcut
 from app.fhir.types import SUPPORTED, model_class
 from app.fhir.validate_op import register as register_validate
 from app.observability import ObservabilityMiddleware, configure_logging, metrics_payload
@@ -146,7 +146,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for r in fhir_http.router.routes
         if isinstance(r, APIRoute) and "GET" in (r.methods or ())
     }
-    app.user_middleware.append(
-        Middleware(ReadShortcut, state=state, routes={k: routes[k] for k in ("read", "vread")})
-    )
+    app.user_middleware.append(Middleware(GetShortcut, state=state, routes=routes))
     return app

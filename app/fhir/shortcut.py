@@ -1,9 +1,10 @@
-"""GET read and vread as plain ASGI, ahead of the route table.
+"""GET requests of the FHIR API as plain ASGI, ahead of the route table.
 
-They are most of a partner's traffic and need nothing FastAPI adds (parameter
-parsing, dependency solving, the walk through every route). Only the plain form is
-taken here: with a query string, an Accept the shortcut does not serve or an id that
-is not a FHIR id, the request goes on to the routes, which answer it the same way.
+Reads and searches are most of a partner's traffic, and their routes all lead to
+`http.handle`: they need nothing FastAPI adds (the walk through every route, parameter
+parsing, dependency solving). A GET that one of those routes would take is handed to
+`handle` here; a plain read or vread (no query string, a FHIR id, JSON wanted) takes a
+shorter path still. Anything else goes on to the routes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.fhir import interactions as fx
 from app.fhir.asgi import send_outcome, send_response
 from app.fhir.context import Context
-from app.fhir.http import media_for, result_headers
+from app.fhir.http import handle, media_for, result_headers
 from app.fhir.outcomes import FhirError
 from app.fhir.types import ID_RE, SUPPORTED
 from app.state import AppState
@@ -25,15 +26,36 @@ from app.state import AppState
 log = structlog.get_logger("relais.http")
 
 
-def _plain_read(scope: Scope) -> list[str] | None:
+def route_name(path: str) -> str | None:
+    """The name of the route a GET of `path` reaches, when that route runs `handle`."""
+    if path == "/fhir":
+        return "search_system"
+    if not path.startswith("/fhir/"):
+        return None
+    parts = path[6:].split("/")
+    n = len(parts)
+    if n == 1:
+        if parts[0] in ("metadata", ""):
+            return None
+        return "history_system" if parts[0] == "_history" else "search_type"
+    if not all(parts) or parts[0] == ".well-known":
+        return None
+    if n == 2:
+        return "history_type" if parts[1] == "_history" else "read"
+    if n == 3:
+        return "history_instance" if parts[2] == "_history" else "instance_operation_get"
+    if n == 4 and parts[2] == "_history":
+        return "vread"
+    return None
+
+
+def _plain_read(scope: Scope, route: str) -> list[str] | None:
     """[type, id] or [type, id, version] when the request is a plain read or vread."""
-    if scope["method"] != "GET" or scope["query_string"] or not scope["path"].startswith("/fhir/"):
+    if route not in ("read", "vread") or scope["query_string"]:
         return None
     parts: list[str] = scope["path"][6:].split("/")
-    if len(parts) == 4 and parts[2] == "_history":
+    if route == "vread":
         del parts[2]
-    elif len(parts) != 2:
-        return None
     if parts[0] not in SUPPORTED or not ID_RE.match(parts[1]):
         return None
     return parts
@@ -46,24 +68,27 @@ def _accept(scope: Scope) -> str | None:
     return None
 
 
-class ReadShortcut:
+class GetShortcut:
     def __init__(self, app: ASGIApp, state: AppState, routes: dict[str, Any]) -> None:
         self.app = app
         self.state = state
-        self.routes = routes  # "read" / "vread" -> the route, for metrics labels
+        self.routes = routes  # route name -> route, for the metrics labels
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        parts = _plain_read(scope) if scope["type"] == "http" else None
-        if parts is None:
+        route = None
+        if scope["type"] == "http" and scope["method"] == "GET":
+            route = route_name(scope["path"])
+        if route is None:
             await self.app(scope, receive, send)
             return
+        scope["route"] = self.routes[route]
         try:
+            parts = _plain_read(scope, route)
+            if parts is None:
+                response = await handle(Request(scope, receive))
+                await response(scope, receive, send)
+                return
             media = media_for(None, _accept(scope))
-        except FhirError:
-            await self.app(scope, receive, send)  # the route answers 406
-            return
-        scope["route"] = self.routes["read" if len(parts) == 2 else "vread"]
-        try:
             result = await self._read(scope, parts)
         except FhirError as err:
             await send_outcome(send, err)
