@@ -248,7 +248,9 @@ async def _write_pg(
 ) -> int:
     driver = await raw.driver_of(conn)
     args = [*values.values(), method]
-    return int(await driver.fetchval(_PG_NEXT if exists else _PG_NEW, *args))
+    sql = _PG_NEXT if exists else _PG_NEW
+    raw.announce(conn, sql, args)
+    return int(await driver.fetchval(sql, *args))
 
 
 async def count_visible(ctx: Context, resource_type: str) -> int:

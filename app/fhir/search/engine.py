@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, intersect, select
 from sqlalchemy.sql.elements import True_
 
+from app.db import raw
 from app.db.tables import resource_current as cur
 from app.db.tables import resource_version as ver
 from app.fhir.context import Context, flush_held
@@ -90,7 +91,7 @@ def _where(ctx: Context, request: SearchRequest, interaction: str) -> Where:
 
 async def _count(ctx: Context, request: SearchRequest, where: Where) -> int:
     stmt = _count_statement(request, where)
-    return int((await ctx.conn.execute(stmt)).scalar_one())
+    return int((await raw.rows(ctx.conn, stmt))[0][0])
 
 
 def _count_statement(request: SearchRequest, where: Where) -> Select[Any]:
@@ -163,7 +164,7 @@ async def search(
         page.total = await _count(ctx, request, where)
         page.self_params = _link(request, request.snapshot, None)
         return page
-    rows = list((await ctx.conn.execute(_page_statement(request, where.conds))).all())
+    rows = await raw.rows(ctx.conn, _page_statement(request, where.conds))
     more = len(rows) > request.count
     rows = rows[: request.count]
     if request.cursor is not None and request.cursor.before:
@@ -213,4 +214,4 @@ async def search_ids(
     await flush_held(ctx)
     where = _where(ctx, request, "search-type")
     stmt = select(cur.c.res_id).where(*where.conds).limit(limit)
-    return [r.res_id for r in (await ctx.conn.execute(stmt)).all()]
+    return [r.res_id for r in await raw.rows(ctx.conn, stmt)]

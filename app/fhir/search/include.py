@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, false, or_, select, tuple_, union_all
 from sqlalchemy.sql.elements import False_
 
+from app.db import raw
 from app.db.tables import resource_current as cur
 from app.fhir.context import Context
 from app.fhir.search.criteria import reference_targets
@@ -197,7 +198,7 @@ async def fetch_includes(ctx: Context, specs: list[IncludeSpec], matches: list[R
         if not selects:
             break
         stmt = selects[0] if len(selects) == 1 else union_all(*selects)
-        rows = (await ctx.conn.execute(stmt.limit(MAX_INCLUDED))).all()
+        rows = await raw.rows(ctx.conn, stmt.limit(MAX_INCLUDED))
         frontier = []
         for row in rows:
             key = (row[0], row[1])
