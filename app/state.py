@@ -8,11 +8,11 @@ from functools import cached_property
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.engine import WriteGate
 from app.fhir.access import OPEN, AccessPolicy
-from app.fhir.context import Plugins
+from app.fhir.context import Context, Plugins
 from app.settings import Settings
 
 
@@ -37,6 +37,18 @@ class AppState:
     def read_engine(self) -> AsyncEngine:
         """The same pool in autocommit mode, for requests that only read."""
         return self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def context(
+        self, conn: AsyncConnection, policy: AccessPolicy = OPEN, request_id: str = ""
+    ) -> Context:
+        """The Context of one unit of work on `conn`, for `policy`'s caller."""
+        return Context(
+            conn=conn,
+            base_url=self.settings.fhir_base,
+            plugins=self.plugins,
+            policy=policy,
+            request_id=request_id,
+        )
 
     def gate(self, write: bool) -> Any:
         return self.write_gate if write else _NO_GATE

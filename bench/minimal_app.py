@@ -28,7 +28,7 @@ FHIR_JSON = "application/fhir+json"
 def create_app() -> FastAPI:
     dsn = os.environ["BENCH_MINIMAL_DSN"]
     # Relais' engine holds pool_size + max_overflow connections: the same here.
-    pool_size = int(os.environ.get("BENCH_MINIMAL_POOL", "20"))
+    pool_size = int(os.environ.get("BENCH_MINIMAL_POOL", "50"))
     pools: list[asyncpg.Pool] = []
 
     @asynccontextmanager

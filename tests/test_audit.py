@@ -247,8 +247,8 @@ async def test_audit_failures_never_fail_requests(backend, client, uid, tmp_path
 
 
 async def test_audit_index_rows_are_those_of_the_general_extractor(backend, client, uid):
-    """AuditEvents are indexed by a builder that knows their shape; what it writes must
-    be what `relais reindex AuditEvent` (the FHIRPath extractor) would write."""
+    """AuditEvents and Provenances are indexed by a builder that knows their shape; what
+    it writes must be what `relais reindex` (the FHIRPath extractor) would write."""
     case = await build_case(backend, uid, scope="system/*.cruds")
     insurer = case.insurer
     created = f"cost-{uid}"
@@ -257,6 +257,9 @@ async def test_audit_index_rows_are_those_of_the_general_extractor(backend, clie
         f"/fhir/ChargeItem/{created}", json={**r.json(), "status": "billed"}, headers=FHIR
     )
     assert r.status_code == 200, r.text
+    patient = (await client.get(f"/fhir/Patient/{case.patient}")).json()
+    r = await client.put(f"/fhir/Patient/{case.patient}", json=patient, headers=FHIR)
+    assert r.status_code == 200, r.text  # a Provenance whose target is a Patient
     for path in (
         f"/fhir/ChargeItem/{created}",
         f"/fhir/ChargeItem/{created}/_history/1",
@@ -271,24 +274,23 @@ async def test_audit_index_rows_are_those_of_the_general_extractor(backend, clie
 
     state = backend.app.state.relais
     async with state.engine.connect() as conn:
-        events = {
-            r.res_id: orjson.loads(r.content)
-            for r in await conn.execute(
-                select(cur.c.res_id, cur.c.content).where(cur.c.type == "AuditEvent")
-            )
-        }
+        records = select(cur.c.type, cur.c.res_id, cur.c.content).where(
+            cur.c.type.in_(("AuditEvent", "Provenance"))
+        )
+        events = {(r.type, r.res_id): orjson.loads(r.content) for r in await conn.execute(records)}
         stored: dict[str, dict[str, set]] = {rid: {} for rid in events}
         for kind, table in TABLES.items():
-            query = select(table).where(table.c.type == "AuditEvent")
+            query = select(table).where(table.c.type.in_(("AuditEvent", "Provenance")))
             for row in (await conn.execute(query)).mappings():
                 values = tuple(v for k, v in row.items() if k not in ("type", "res_id"))
-                stored[row["res_id"]].setdefault(kind, set()).add(values)
-    assert len(events) >= 9
-    kinds = set()
-    for rid, event in events.items():
-        rows = extract_index("AuditEvent", event, state.settings.fhir_base)
+                stored[(row["type"], row["res_id"])].setdefault(kind, set()).add(values)
+    assert sum(1 for key in events if key[0] == "AuditEvent") >= 9
+    assert sum(1 for key in events if key[0] == "Provenance") >= 2
+    params = set()
+    for key, record in events.items():
+        rows = extract_index(key[0], record, state.settings.fhir_base)
         expected = {k: set(map(tuple, getattr(rows, k))) for k in TABLES}
         expected = {k: v for k, v in expected.items() if v}
-        assert stored[rid] == expected, (event, stored[rid], expected)
-        kinds |= set(expected)
-    assert {"token", "reference", "date"} <= kinds
+        assert stored[key] == expected, (record, stored[key], expected)
+        params |= {(key[0], row[0]) for found in expected.values() for row in found}
+    assert ("Provenance", "patient") in params and ("AuditEvent", "patient") in params

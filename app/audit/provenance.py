@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from app.audit.index import provenance_index
 from app.fhir import repository as repo
 from app.fhir.context import Context, Stored, held, take_held
 from app.fhir.search.indexing import index_new
@@ -115,4 +116,5 @@ async def _store(ctx: Context, items: list[tuple[dict[str, Any], Stored]]) -> No
         for resource, stored in items
     ]
     await repo.insert_new(ctx.conn, versions)
-    await index_new(ctx, "Provenance", [(resource["id"], resource) for resource, _ in items])
+    rows = [(r["id"], provenance_index(r, ctx.base_url)) for r, _ in items]
+    await index_new(ctx, "Provenance", rows)

@@ -23,7 +23,6 @@ from app.audit.events import AuditRecord, build_audit_event
 from app.audit.index import audit_index
 from app.db.tables import resource_current as cur
 from app.fhir import repository as repo
-from app.fhir.access import OPEN
 from app.fhir.context import Context
 from app.fhir.search.tables import write_many
 
@@ -121,9 +120,7 @@ class AuditTrail:
     async def _write(self, batch: list[AuditRecord]) -> None:
         state = self.state
         async with state.gate(True), state.engine.begin() as conn:
-            ctx = Context(
-                conn=conn, base_url=state.settings.fhir_base, plugins=state.plugins, policy=OPEN
-            )
+            ctx = state.context(conn)
             labels = await _target_labels(ctx, batch)
             rows = []
             for record in batch:

@@ -46,14 +46,13 @@ async def _organization_exists(engine: AsyncEngine, reference: str) -> bool:
 async def _create_organization(settings: Settings, reference: str, name: str) -> None:
     """Through the FHIR engine (validation, index, Provenance), so the app is built."""
     from app.fhir import interactions
-    from app.fhir.context import Context
     from app.main import create_app
 
     state = create_app(settings).state.relais
     org_id = reference.split("/", 1)[1]
     try:
         async with state.gate(True), state.engine.begin() as conn:
-            ctx = Context(conn=conn, base_url=state.settings.fhir_base, plugins=state.plugins)
+            ctx = state.context(conn)
             body = {"resourceType": "Organization", "id": org_id, "active": True, "name": name}
             await interactions.update(ctx, "Organization", org_id, body)
     finally:

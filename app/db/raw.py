@@ -77,22 +77,8 @@ async def first(conn: AsyncConnection, stmt: Select[Any], params: dict[str, Any]
         value = params[name] if name in params else plan.defaults[name]
         process = plan.binds.get(name)
         args.append(process(value) if process is not None else value)
-    driver = await driver_of(conn)
-    announce(conn, plan.sql, args)
-    if dialect.name == "postgresql":
-        row = await driver.fetchrow(plan.sql, *args)
-    else:
-        cursor = await driver.execute(plan.sql, args)
-        try:
-            row = await cursor.fetchone()
-        finally:
-            await cursor.close()
-    if row is None:
-        return None
-    return plan.row._make(
-        value if process is None else process(value)
-        for value, process in zip(row, plan.results, strict=True)
-    )
+    found = await _fetch(conn, plan.sql, args)
+    return _shape(plan.row, plan.results, found[0]) if found else None
 
 
 _BY_KEY: dict[Any, Any] = {}
@@ -128,22 +114,29 @@ async def rows(conn: AsyncConnection, stmt: Any) -> list[Any]:
         value = state.parameters[name]
         process = state.processors.get(name) or binds.get(name)
         args.append(process(value) if process is not None else value)
-    driver = await driver_of(conn)
-    announce(conn, state.statement, args)
-    if dialect.name == "postgresql":
-        found_rows = await driver.fetch(state.statement, *args)
-    else:
-        cursor = await driver.execute(state.statement, args)
-        try:
-            found_rows = await cursor.fetchall()
-        finally:
-            await cursor.close()
+    found = await _fetch(conn, state.statement, args)
     if not any(processors):
-        return [make._make(r) for r in found_rows]
-    return [
-        make._make(v if p is None else p(v) for v, p in zip(r, processors, strict=True))
-        for r in found_rows
-    ]
+        return [make._make(r) for r in found]
+    return [_shape(make, processors, r) for r in found]
+
+
+async def _fetch(conn: AsyncConnection, sql: str, args: list[Any]) -> list[Any]:
+    driver = await driver_of(conn)
+    announce(conn, sql, args)
+    if conn.dialect.name == "postgresql":
+        return list(await driver.fetch(sql, *args))
+    cursor = await driver.execute(sql, args)
+    try:
+        return list(await cursor.fetchall())
+    finally:
+        await cursor.close()
+
+
+def _shape(make: Any, processors: tuple[Processor, ...], row: Any) -> Any:
+    return make._make(
+        value if process is None else process(value)
+        for value, process in zip(row, processors, strict=True)
+    )
 
 
 def announce(conn: AsyncConnection, sql: str, args: Any) -> None:

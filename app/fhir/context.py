@@ -66,7 +66,7 @@ class Context:
     policy: AccessPolicy = OPEN
     request_id: str = ""
     adapter: str | None = None
-    # Set while a transaction Bundle runs: urn:uuid -> Type/id
+    # Per-unit-of-work scratch: a transaction's urn:uuid ids, held writes (hold_writes)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -149,13 +149,7 @@ async def handle(request: Request) -> Response:
     # Reads run without BEGIN/COMMIT: one statement each, two round trips saved.
     connection = state.engine.begin() if write else state.read_engine.connect()
     async with state.gate(write), connection as conn:
-        ctx = Context(
-            conn=conn,
-            base_url=state.settings.fhir_base,
-            plugins=state.plugins,
-            policy=policy,
-            request_id=request.state.request_id if hasattr(request.state, "request_id") else "",
-        )
+        ctx = state.context(conn, policy, getattr(request.state, "request_id", ""))
         if write:
             hold_writes(ctx)  # index rows and Provenances: one statement each, at the end
         if path in ("", "/") and method == "POST":

@@ -17,7 +17,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.fhir import interactions as fx
 from app.fhir.asgi import send_outcome, send_response
-from app.fhir.context import Context
 from app.fhir.http import handle, media_for, result_headers
 from app.fhir.outcomes import FhirError
 from app.fhir.types import ID_RE, SUPPORTED
@@ -104,13 +103,7 @@ class GetShortcut:
         state = self.state
         policy = await state.policy_for(Request(scope))
         async with state.read_engine.connect() as conn:
-            ctx = Context(
-                conn=conn,
-                base_url=state.settings.fhir_base,
-                plugins=state.plugins,
-                policy=policy,
-                request_id=str(scope.get("state", {}).get("request_id", "")),
-            )
+            ctx = state.context(conn, policy, str(scope.get("state", {}).get("request_id", "")))
             if len(parts) == 2:
                 return await fx.read(ctx, parts[0], parts[1])
             return await fx.vread(ctx, parts[0], parts[1], parts[2])

@@ -16,7 +16,6 @@ import orjson
 from sqlalchemy import and_, or_, select
 
 from app.db.tables import resource_current as cur
-from app.fhir.access import OPEN
 from app.fhir.bundles import process
 from app.fhir.context import Context
 from app.fhir.router import dispatch
@@ -37,9 +36,7 @@ async def load_demo_case(state: AppState) -> DemoLoad:
     bundle = demo_bundle()
     entries = bundle["entry"]
     async with state.gate(True), state.engine.begin() as conn:
-        ctx = Context(
-            conn=conn, base_url=state.settings.fhir_base, plugins=state.plugins, policy=OPEN
-        )
+        ctx = state.context(conn)
         stored = await _stored(ctx, [e["resource"] for e in entries])
         missing, unchanged, kept = [], 0, 0
         for entry in entries:

@@ -7,7 +7,6 @@ the index of whole types (after a change of parameters, or of the base URL).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import orjson
 from sqlalchemy import delete, select
@@ -15,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.db.tables import resource_current as cur
 from app.fhir.context import Context, Stored, held, take_held
-from app.fhir.search.extract import extract_index
+from app.fhir.search.extract import IndexRows, extract_index
 from app.fhir.search.tables import (
     TABLES,
     IndexWrite,
@@ -35,17 +34,9 @@ async def index_on_write(ctx: Context, stored: Stored) -> None:
     await _write_or_hold(ctx, [_index_write(ctx, stored)])
 
 
-async def index_new(ctx: Context, resource_type: str, items: list[tuple[str, Any]]) -> None:
-    """Index new resources written in bulk (repository.insert_new): (id, resource) pairs."""
-    writes = [
-        IndexWrite(
-            resource_type,
-            res_id,
-            extract_index(resource_type, resource, ctx.base_url),
-            replace=False,
-        )
-        for res_id, resource in items
-    ]
+async def index_new(ctx: Context, resource_type: str, items: list[tuple[str, IndexRows]]) -> None:
+    """Index new resources written in bulk (repository.insert_new): (id, rows) pairs."""
+    writes = [IndexWrite(resource_type, rid, rows, replace=False) for rid, rows in items]
     await _write_or_hold(ctx, writes)
 
 
