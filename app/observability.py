@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 import structlog
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -38,7 +39,9 @@ log = structlog.get_logger("relais.http")
 
 def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json_logs else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(serializer=_json)
+        if json_logs
+        else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
         processors=[
@@ -51,6 +54,11 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def _json(event: Any, **_kw: Any) -> str:
+    # orjson: a log line per request, written at several thousand requests a second.
+    return orjson.dumps(event, default=repr).decode()
 
 
 def metrics_payload() -> tuple[bytes, str]:

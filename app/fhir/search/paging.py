@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any
 
 import orjson
@@ -56,6 +57,7 @@ def parse_sort(resource_type: str | None, text: str) -> list[SortKey]:
     return keys
 
 
+@cache  # no values in it: one expression per parameter and direction, reused
 def _key(code: str, kind: str, column: str | None, descending: bool) -> SortKey:
     if column is not None:
         read_as = "date" if kind == "date" else "text"
