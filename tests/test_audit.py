@@ -84,14 +84,32 @@ async def test_transaction_entries_get_their_provenance(backend, client, uid):
                 },
                 "request": {"method": "POST", "url": "Observation"},
             },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "preliminary",
+                    "code": {"text": uid},
+                    "subject": {"reference": "urn:uuid:0b4b1c0e-1111-4a55-9f7e-000000000001"},
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
         ],
     }
     r = await client.post("/fhir", json=bundle, headers=FHIR)
     assert r.status_code == 200, r.text
-    for entry in r.json()["entry"]:
-        target = entry["response"]["location"].split("/fhir/", 1)[1]
+    targets = [e["response"]["location"].split("/fhir/", 1)[1] for e in r.json()["entry"]]
+    recorded = {}
+    for target in targets:
         r = await client.get(f"/fhir/Provenance?target={target}")
         assert r.json()["total"] == 1, target
+        recorded[target] = entries(r.json())[0]
+    # One Provenance per activity, compartment and domain: the two Observations (same
+    # case, medical) share theirs; the Patient has its own.
+    patient, first, second = targets
+    assert recorded[first]["id"] == recorded[second]["id"] != recorded[patient]["id"]
+    listed = {t["reference"] for t in recorded[first]["target"]}
+    assert listed == {first, second}  # locations name the version: Type/id/_history/1
+    Provenance.model_validate(recorded[first])
 
 
 async def test_a_refused_batch_entry_leaves_no_provenance_or_index_rows(backend, client, uid):

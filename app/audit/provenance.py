@@ -1,10 +1,10 @@
 """A Provenance for every write, stored in the write's own transaction.
 
 Stored in bulk (repository.insert_new) with its search index rows; when the request
-holds its writes, every Provenance of the transaction goes in one statement at the
-end. It commits or rolls back with the write it records. It carries
-the compartment and domain label of its target, so it is exactly as visible as the
-target.
+holds its writes, the Provenances of the transaction go in one statement at the end,
+one for each (activity, compartment, domain label) with every write of the kind as a
+target. It commits or rolls back with the writes it records. It carries the
+compartment and domain label of its targets, so it is exactly as visible as they are.
 """
 
 from __future__ import annotations
@@ -63,47 +63,58 @@ def provenance_agents(ctx: Context) -> list[dict[str, Any]]:
     return agents
 
 
-def build_provenance(ctx: Context, stored: Stored) -> dict[str, Any]:
-    operation = ACTIVITY.get(stored.method, "UPDATE")
+def _operation(stored: Stored) -> str:
     if stored.method == "PUT" and stored.version == 1:
-        operation = "CREATE"
-    resource: dict[str, Any] = {
+        return "CREATE"
+    return ACTIVITY.get(stored.method, "UPDATE")
+
+
+def build_provenance(ctx: Context, writes: list[Stored]) -> dict[str, Any]:
+    """One Provenance for writes of one activity, compartment and domain label."""
+    first = writes[0]
+    meta: dict[str, Any] = {"versionId": "1", "lastUpdated": repo.instant(first.last_updated)}
+    if first.domain is not None:
+        meta["security"] = [{"system": DOMAIN_SYSTEM, "code": first.domain}]
+    return {
         "resourceType": "Provenance",
-        "target": [{"reference": f"{stored.type}/{stored.id}/_history/{stored.version}"}],
-        "recorded": repo.instant(stored.last_updated),
-        "activity": {"coding": [{"system": DATA_OPERATION, "code": operation}]},
+        "id": str(uuid.uuid4()),
+        "meta": meta,
+        "target": [{"reference": f"{w.type}/{w.id}/_history/{w.version}"} for w in writes],
+        "recorded": repo.instant(first.last_updated),
+        "activity": {"coding": [{"system": DATA_OPERATION, "code": _operation(first)}]},
         "agent": provenance_agents(ctx),
     }
-    return resource
 
 
 async def provenance_hook(ctx: Context, stored: Stored) -> None:
     if stored.type in UNRECORDED:
         return
-    resource = build_provenance(ctx, stored)
-    resource["id"] = str(uuid.uuid4())
-    meta: dict[str, Any] = {"versionId": "1", "lastUpdated": repo.instant(stored.last_updated)}
-    if stored.domain is not None:
-        meta["security"] = [{"system": DOMAIN_SYSTEM, "code": stored.domain}]
-    resource["meta"] = meta
-    item = (resource, stored)
     pending = held(ctx, PENDING)
     if pending is None:
-        await _store(ctx, [item])
+        await _store(ctx, [build_provenance(ctx, [stored])], [stored])
     else:
-        pending.append(item)
+        pending.append(stored)
 
 
 async def flush_provenance(ctx: Context) -> None:
-    """Flusher: the held Provenances, before the index flush (it adds their rows)."""
-    items = take_held(ctx, PENDING)
-    if items:
-        await _store(ctx, items)
+    """Flusher, before the index flush (it adds index rows). The writes of a transaction
+    that share activity, compartment and domain label share one Provenance listing them
+    all: as visible as each of its targets, and a fraction of the rows."""
+    writes: list[Stored] = take_held(ctx, PENDING)
+    groups: dict[tuple[str | None, str | None, str], list[Stored]] = {}
+    for stored in writes:
+        groups.setdefault((stored.beneficiary, stored.domain, _operation(stored)), []).append(
+            stored
+        )
+    provenances = [build_provenance(ctx, group) for group in groups.values()]
+    if provenances:
+        await _store(ctx, provenances, [group[0] for group in groups.values()])
 
 
-async def _store(ctx: Context, items: list[tuple[dict[str, Any], Stored]]) -> None:
+async def _store(ctx: Context, provenances: list[dict[str, Any]], labels: list[Stored]) -> None:
     """Written by the server, not the caller: the caller's write checks do not apply,
-    and no other after-write hook concerns a Provenance."""
+    and no other after-write hook concerns a Provenance. `labels`: a write of each
+    Provenance, whose time, compartment and label it takes."""
     versions = [
         repo.NewVersion(
             "Provenance",
@@ -113,8 +124,8 @@ async def _store(ctx: Context, items: list[tuple[dict[str, Any], Stored]]) -> No
             stored.beneficiary,
             stored.domain,
         )
-        for resource, stored in items
+        for resource, stored in zip(provenances, labels, strict=True)
     ]
     await repo.insert_new(ctx.conn, versions)
-    rows = [(r["id"], provenance_index(r, ctx.base_url)) for r, _ in items]
+    rows = [(r["id"], provenance_index(r, ctx.base_url)) for r in provenances]
     await index_new(ctx, "Provenance", rows)
