@@ -36,8 +36,22 @@ AfterWrite = Callable[["Context", Stored], Awaitable[None]]
 Labeler = Callable[[dict[str, Any]], tuple[str | None, str | None]]
 # ctx -> None; writes what was held for the transaction (see hold_writes).
 Flusher = Callable[["Context"], Awaitable[None]]
-# (ctx, request) -> response, for $operations
-Operation = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class OperationCall:
+    """A $operation request, as the router hands it to the operation's handler."""
+
+    method: str
+    resource_type: str | None  # None at system level
+    res_id: str | None  # set at instance level
+    query: list[tuple[str, str]]
+    body: Any
+    headers: dict[str, str]
+
+
+# (ctx, call) -> Result, for $operations
+Operation = Callable[["Context", OperationCall], Awaitable[Any]]
 
 
 def _no_labels(_resource: dict[str, Any]) -> tuple[str | None, str | None]:

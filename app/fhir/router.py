@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 from app.fhir import interactions as fx
 from app.fhir import repository as repo
 from app.fhir.bundles import ASSIGNED_ID, history, searchset
-from app.fhir.context import Context
+from app.fhir.context import Context, OperationCall
 from app.fhir.outcomes import FhirError
 from app.fhir.render import parse_shape, shape_bytes
 from app.fhir.search import engine
@@ -200,7 +200,6 @@ async def _operation(
         handler = ctx.plugins.operations.get((None, rid is not None, name))
     if handler is None or len(segments) > 3:
         raise FhirError(404, "not-supported", f"Operation ${name} is not supported here")
-    result: fx.Result = await handler(
-        ctx, method=method, resource_type=rtype, res_id=rid, query=q, body=body, headers=headers
-    )
+    call = OperationCall(method, rtype, rid, q, body, headers)
+    result: fx.Result = await handler(ctx, call)
     return result

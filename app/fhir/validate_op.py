@@ -15,7 +15,7 @@ import orjson
 
 from app.fhir import interactions as fx
 from app.fhir import repository as repo
-from app.fhir.context import Context, Plugins
+from app.fhir.context import Context, OperationCall, Plugins
 from app.fhir.outcomes import FhirError
 from app.fhir.references import DEFERRED
 from app.fhir.types import SUPPORTED_TYPES
@@ -58,14 +58,15 @@ def _issues(err: FhirError) -> list[dict[str, Any]]:
 
 async def validate(
     ctx: Context,
-    *,
-    method: str,
-    resource_type: str | None,
-    res_id: str | None,
-    query: list[tuple[str, str]],
-    body: Any,
-    headers: dict[str, str],
+    call: OperationCall,
 ) -> fx.Result:
+    method, resource_type, res_id, query, body = (
+        call.method,
+        call.resource_type,
+        call.res_id,
+        call.query,
+        call.body,
+    )
     if resource_type is None:
         raise FhirError(404, "not-supported", "$validate is invoked on a resource type")
     if method != "POST":

@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from app.db.tables import resource_current as cur
 from app.fhir.bundles import searchset
-from app.fhir.context import Context
+from app.fhir.context import Context, OperationCall
 from app.fhir.interactions import Result
 from app.fhir.outcomes import FhirError
 from app.fhir.references import relative_references
@@ -39,14 +39,15 @@ TRAIL = ("Provenance", "AuditEvent")
 
 async def everything(
     ctx: Context,
-    *,
-    method: str,
-    resource_type: str | None,
-    res_id: str | None,
-    query: list[tuple[str, str]],
-    body: Any,
-    headers: dict[str, str],
+    call: OperationCall,
 ) -> Result:
+    method, resource_type, res_id, query, body = (
+        call.method,
+        call.resource_type,
+        call.res_id,
+        call.query,
+        call.body,
+    )
     if method not in ("GET", "POST"):
         raise FhirError(405, "not-supported", "$everything takes a GET or a POST")
     if resource_type is None or res_id is None:

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from app.db.tables import resource_current as cur
 from app.db.tables import resource_version as ver
-from app.fhir.context import Context
+from app.fhir.context import Context, OperationCall
 from app.fhir.interactions import Result
 from app.fhir.outcomes import FhirError
 from app.fhir.repository import instant
@@ -70,14 +70,9 @@ ACTIVITY_TYPES = frozenset({"Task", "ServiceRequest", "Appointment", "Communicat
 
 async def case_summary(
     ctx: Context,
-    *,
-    method: str,
-    resource_type: str | None,
-    res_id: str | None,
-    query: list[tuple[str, str]],
-    body: Any,
-    headers: dict[str, str],
+    call: OperationCall,
 ) -> Result:
+    method, resource_type, res_id, body = call.method, call.resource_type, call.res_id, call.body
     if method not in ("GET", "POST"):
         raise FhirError(405, "not-supported", "$case-summary takes a GET or a POST")
     if resource_type != "EpisodeOfCare" or res_id is None:
