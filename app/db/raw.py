@@ -37,8 +37,28 @@ class Compiled:
     row: Any  # a namedtuple class over the result columns
 
 
-_COMPILED: dict[tuple[int, str], tuple[Select[Any], Compiled]] = {}
-_MAX = 4096
+class IdentityCache:
+    """Values built from objects reused across calls (a statement, an access filter),
+    keyed by the objects' identity. An entry holds its objects, so their ids cannot
+    be taken by others while it lives; the cache is emptied when full."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any]] = {}
+
+    def get(self, objects: tuple[Any, ...], build: Callable[[], Any], *extra: Any) -> Any:
+        key = (*map(id, objects), *extra)
+        hit = self._entries.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], objects, strict=True)):
+            return hit[1]
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        value = build()
+        self._entries[key] = (objects, value)
+        return value
+
+
+_COMPILED = IdentityCache()
 
 
 def _compile(stmt: Select[Any], dialect: Dialect) -> Compiled:
@@ -57,14 +77,7 @@ def _compile(stmt: Select[Any], dialect: Dialect) -> Compiled:
 
 
 def compiled_for(stmt: Select[Any], dialect: Dialect) -> Compiled:
-    key = (id(stmt), dialect.name)
-    hit = _COMPILED.get(key)
-    if hit is not None and hit[0] is stmt:
-        return hit[1]
-    if len(_COMPILED) >= _MAX:
-        _COMPILED.clear()
-    found = _compile(stmt, dialect)
-    _COMPILED[key] = (stmt, found)  # holding the statement keeps its id unique
+    found: Compiled = _COMPILED.get((stmt,), lambda: _compile(stmt, dialect), dialect.name)
     return found
 
 
@@ -81,7 +94,8 @@ async def first(conn: AsyncConnection, stmt: Select[Any], params: dict[str, Any]
     return _shape(plan.row, plan.results, found[0]) if found else None
 
 
-_BY_KEY: dict[Any, Any] = {}
+_BY_KEY: dict[Any, Any] = {}  # (dialect, SQLAlchemy cache key) -> compiled
+_MAX = 4096
 
 
 async def rows(conn: AsyncConnection, stmt: Any) -> list[Any]:

@@ -68,19 +68,11 @@ _READ_VERSION = select(ver.c.version, ver.c.deleted, ver.c.content, ver.c.last_u
     ver.c.res_id == _param("rid"),
     ver.c.version == _param("vid"),
 )
-_STATEMENTS: dict[tuple[int, int], tuple[Any, Select[Any]]] = {}
-_MAX_STATEMENTS = 4096
+_STATEMENTS = raw.IdentityCache()
 
 
 def _cached(base: Select[Any], visible: ColumnElement[bool]) -> Select[Any]:
-    key = (id(base), id(visible))
-    hit = _STATEMENTS.get(key)
-    if hit is not None and hit[0] is visible:
-        return hit[1]
-    if len(_STATEMENTS) >= _MAX_STATEMENTS:
-        _STATEMENTS.clear()
-    stmt = base.where(visible)
-    _STATEMENTS[key] = (visible, stmt)  # holding the filter keeps its id unique
+    stmt: Select[Any] = _STATEMENTS.get((base, visible), lambda: base.where(visible))
     return stmt
 
 
@@ -226,6 +218,16 @@ async def _write_core(
 
 # PostgreSQL: the version and the current row in one statement, sent straight to the
 # driver (a resource write is two statements' worth of SQLAlchemy work otherwise).
+_PG_COLUMNS = (  # $1…$8, then the method as $9
+    "type",
+    "res_id",
+    "version",
+    "last_updated",
+    "deleted",
+    "content",
+    "beneficiary",
+    "domain",
+)
 _PG_VERSION = (
     "WITH v AS (INSERT INTO resource_version (type, res_id, version, last_updated, method, "
     "deleted, content, beneficiary, domain) VALUES ($1, $2, $3, $4, $9, $5, $6, $7, $8) "
@@ -247,7 +249,7 @@ async def _write_pg(
     conn: AsyncConnection, values: dict[str, Any], method: str, exists: bool
 ) -> int:
     driver = await raw.driver_of(conn)
-    args = [*values.values(), method]
+    args = [*(values[name] for name in _PG_COLUMNS), method]
     sql = _PG_NEXT if exists else _PG_NEW
     raw.announce(conn, sql, args)
     return int(await driver.fetchval(sql, *args))
