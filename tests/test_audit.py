@@ -66,33 +66,29 @@ async def test_every_write_has_a_provenance(backend, client, uid):
 
 
 async def test_transaction_entries_get_their_provenance(backend, client, uid):
+    patient_urn = "urn:uuid:0b4b1c0e-1111-4a55-9f7e-000000000001"
+    observations = [
+        {
+            "resource": {
+                "resourceType": "Observation",
+                "status": status,
+                "code": {"text": uid},
+                "subject": {"reference": patient_urn},
+            },
+            "request": {"method": "POST", "url": "Observation"},
+        }
+        for status in ("final", "preliminary")
+    ]
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
             {
-                "fullUrl": "urn:uuid:0b4b1c0e-1111-4a55-9f7e-000000000001",
+                "fullUrl": patient_urn,
                 "resource": {"resourceType": "Patient", "gender": "other"},
                 "request": {"method": "POST", "url": "Patient"},
             },
-            {
-                "resource": {
-                    "resourceType": "Observation",
-                    "status": "final",
-                    "code": {"text": uid},
-                    "subject": {"reference": "urn:uuid:0b4b1c0e-1111-4a55-9f7e-000000000001"},
-                },
-                "request": {"method": "POST", "url": "Observation"},
-            },
-            {
-                "resource": {
-                    "resourceType": "Observation",
-                    "status": "preliminary",
-                    "code": {"text": uid},
-                    "subject": {"reference": "urn:uuid:0b4b1c0e-1111-4a55-9f7e-000000000001"},
-                },
-                "request": {"method": "POST", "url": "Observation"},
-            },
+            *observations,
         ],
     }
     r = await client.post("/fhir", json=bundle, headers=FHIR)
