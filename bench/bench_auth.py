@@ -42,7 +42,7 @@ from harness import (
     machine_info,
     postgres_version,
     relais_command,
-    relais_env,
+    relais_server,
     scenarios_table,
     scratch_database,
     utc_stamp,
@@ -354,15 +354,8 @@ async def main(args: argparse.Namespace) -> int:
     try:
         async with scratch_database(args.pg, "relais_bench_auth", keep=args.keep_db) as db_url:
             payload["postgres"] = await postgres_version(db_url)
-            sa_url = db_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-            server = Service(
-                "relais",
-                [relais_command(), "serve", "--host", "127.0.0.1", "--port", "{port}"],
-                {},
-                work,
-            )
-            env = relais_env(sa_url, work, server.port)
-            server.env = env
+            server = relais_server(db_url, work)
+            env = server.env
             subprocess.run([relais_command(), "migrate"], env=env, check=True, capture_output=True)
             keys = str(work / "keys")
             admin = relais_cli(

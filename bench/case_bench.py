@@ -37,15 +37,13 @@ from harness import (
     Req,
     Scenario,
     ScenarioResult,
-    Service,
     Target,
     Wrk,
     console,
     log,
     machine_info,
     postgres_version,
-    relais_command,
-    relais_env,
+    relais_server,
     scenarios_table,
     scratch_database,
     targets_table,
@@ -219,11 +217,7 @@ async def measure(args: argparse.Namespace, db_url: str, payload: dict[str, Any]
     wrk = Wrk(work, threads=args.threads)
     payload["wrk"] = wrk.version()
     driver = Driver(wrk, args, work)
-    sa_url = db_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-    server = Service(
-        "relais", [relais_command(), "serve", "--host", "127.0.0.1", "--port", "{port}"], {}, work
-    )
-    server.env = relais_env(sa_url, work, server.port)
+    server = relais_server(db_url, work)
     results: list[ScenarioResult] = []
     try:
         auth = Auth()
@@ -242,7 +236,8 @@ async def measure(args: argparse.Namespace, db_url: str, payload: dict[str, Any]
                     "SELECT count(*) FROM resource_current"
                 )
             pairs = await cases(db_url, args.seed)
-            payload["in_process"] = await in_process(sa_url, pairs, args.calls, work)
+            db = server.env["RELAIS_DATABASE_URL"]
+            payload["in_process"] = await in_process(db, pairs, args.calls, work)
             for scenario in scenarios(pairs, sorted({1, args.connections})):
                 token = await auth.refresh(server.url)
                 results.append(await driver.drive(scenario, server, token))

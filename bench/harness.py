@@ -203,6 +203,16 @@ def relais_env(database_url: str, work_dir: Path, port: int | None = None) -> di
     return env
 
 
+def relais_server(db_url: str, work_dir: Path, command: str | None = None) -> Service:
+    """`relais serve` on a free local port over the database at `db_url` (libpq form),
+    with the benchmark's environment (relais_env)."""
+    sa_url = re.sub(r"^postgresql://", "postgresql+asyncpg://", db_url)
+    argv = [command or relais_command(), "serve", "--host", "127.0.0.1", "--port", "{port}"]
+    server = Service("relais", argv, {}, work_dir)
+    server.env = relais_env(sa_url, work_dir, server.port)
+    return server
+
+
 def relais_command() -> str:
     found = shutil.which("relais") or str(Path(sys.executable).parent / "relais")
     if not Path(found).exists():

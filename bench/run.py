@@ -43,7 +43,7 @@ from harness import (
     peak_rss_mb,
     postgres_version,
     relais_command,
-    relais_env,
+    relais_server,
     rss_mb,
     scenarios_table,
     scratch_database,
@@ -279,14 +279,7 @@ async def main(args: argparse.Namespace) -> int:
         async with scratch_database(args.pg, "relais_bench", keep=args.keep_db) as db_url:
             payload["postgres"] = await postgres_version(db_url)
             driver.stats = PgStats(db_url)
-            sa_url = db_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-            server = Service(
-                "relais",
-                [relais_cmd, "serve", "--host", "127.0.0.1", "--port", "{port}"],
-                {},
-                work,
-            )
-            server.env = relais_env(sa_url, work, server.port)
+            server = relais_server(db_url, work, relais_cmd)
             auth = Auth()
             await auth.register(server.env)
             payload["auth"] = "bearer" if auth.enabled else "none"

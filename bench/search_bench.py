@@ -43,8 +43,7 @@ from harness import (
     log,
     machine_info,
     postgres_version,
-    relais_command,
-    relais_env,
+    relais_server,
     scenarios_table,
     scratch_database,
     targets_table,
@@ -379,11 +378,7 @@ async def measure(
     wrk = Wrk(work, threads=args.threads)
     payload["wrk"] = wrk.version()
     driver = Driver(wrk, args, work)
-    sa_url = db_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-    server = Service(
-        "relais", [relais_command(), "serve", "--host", "127.0.0.1", "--port", "{port}"], {}, work
-    )
-    server.env = relais_env(sa_url, work, server.port)
+    server = relais_server(db_url, work)
     results: list[ScenarioResult] = []
     try:
         auth = Auth()
