@@ -288,16 +288,21 @@ async def test_audit_index_rows_are_those_of_the_general_extractor(backend, clie
 
     state = backend.app.state.relais
     async with state.engine.connect() as conn:
-        records = select(cur.c.type, cur.c.res_id, cur.c.content).where(
+        records = select(cur.c.type, cur.c.res_id, cur.c.content, cur.c.created_seq).where(
             cur.c.type.in_(("AuditEvent", "Provenance"))
         )
-        events = {(r.type, r.res_id): orjson.loads(r.content) for r in await conn.execute(records)}
+        found = (await conn.execute(records)).all()
+        events = {(r.type, r.res_id): orjson.loads(r.content) for r in found}
+        created = {(r.type, r.res_id): r.created_seq for r in found}
         stored: dict[str, dict[str, set]] = {rid: {} for rid in events}
         for kind, table in TABLES.items():
             query = select(table).where(table.c.type.in_(("AuditEvent", "Provenance")))
             for row in (await conn.execute(query)).mappings():
-                values = tuple(v for k, v in row.items() if k not in ("type", "res_id"))
-                stored[(row["type"], row["res_id"])].setdefault(kind, set()).add(values)
+                key = (row["type"], row["res_id"])
+                assert row["created_seq"] == created[key]  # the resource's place in order
+                skip = ("type", "res_id", "created_seq")
+                values = tuple(v for k, v in row.items() if k not in skip)
+                stored[key].setdefault(kind, set()).add(values)
     assert sum(1 for key in events if key[0] == "AuditEvent") >= 9
     assert sum(1 for key in events if key[0] == "Provenance") >= 2
     params = set()

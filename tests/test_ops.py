@@ -74,7 +74,7 @@ def test_openapi_is_current():
 async def test_migrations_give_the_planner_statistics_on_the_index(backend):
     """PostgreSQL: extended statistics over (type, param, value) of the index tables, so
     that AuditEvents, which fill most of them, do not hide the other types from ANALYZE."""
-    assert await backend.scalar("SELECT version_num FROM alembic_version") == "0004"
+    assert await backend.scalar("SELECT version_num FROM alembic_version") == "0005"
     if backend.name != "postgres":
         return  # SQLite keeps no extended statistics
     names = "SELECT count(*) FROM pg_statistic_ext WHERE stxname LIKE 'st_search_%'"

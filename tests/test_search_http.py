@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import parse_qsl, urlsplit
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from typer.testing import CliRunner
 
 from app.cli import cli
+from app.db.tables import resource_current as cur
 from app.fhir.search.registry import params_for
 from app.fhir.search.tables import TABLES
 from app.fhir.types import SUPPORTED_TYPES
@@ -225,9 +226,27 @@ async def test_conditional_operations_on_identifier(client, uid):
     assert r.status_code == 400
 
 
+async def index_places(engine, pid):
+    """The resource's created_seq, and those its index rows carry."""
+    async with engine.connect() as conn:
+        where = (cur.c.type == "Patient", cur.c.res_id == pid)
+        own = await conn.scalar(select(cur.c.created_seq).where(*where))
+        carried = set()
+        for table in TABLES.values():
+            query = select(table.c.created_seq).where(table.c.type == "Patient")
+            carried |= set((await conn.scalars(query.where(table.c.res_id == pid))).all())
+    return own, carried
+
+
 async def test_reindex_command(backend, client, uid, monkeypatch):
     pid = await create(client, person(uid, f"Index{uid}", "I"))
     engine = backend.app.state.relais.engine
+    # An update rewrites index rows: they keep the place of the resource's creation.
+    await create(client, person(uid, "Autre", "A"))
+    changed = person(uid, f"Index{uid}", "I", gender="female", id=pid)
+    assert (await client.put(f"/fhir/Patient/{pid}", json=changed, headers=FHIR)).status_code == 200
+    own, carried = await index_places(engine, pid)
+    assert carried == {own}
     async with engine.begin() as conn:
         for table in TABLES.values():
             await conn.execute(
@@ -238,6 +257,7 @@ async def test_reindex_command(backend, client, uid, monkeypatch):
     result = await asyncio.to_thread(CliRunner().invoke, cli, ["reindex", "Patient"], env=env)
     assert result.exit_code == 0, result.output
     assert matches(await search(client, "/fhir/Patient", {"family": f"index{uid}"})) == [pid]
+    assert await index_places(engine, pid) == (own, {own})
     result = await asyncio.to_thread(CliRunner().invoke, cli, ["reindex", "Nope"], env=env)
     assert result.exit_code == 2
 

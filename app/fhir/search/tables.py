@@ -1,8 +1,9 @@
 """Search index tables, one per kind of value, and their maintenance on write.
 
-Every row carries the resource it belongs to (type, res_id) and the parameter
-code. Lookups go through (type, param, value…) indexes; (type, res_id) serves
-the delete on update.
+Every row carries the resource it belongs to (type, res_id), the parameter code
+and the resource's created_seq (its place in the default page order, so a page can be
+picked from the index alone). Lookups go through (type, param, value…) indexes;
+(type, res_id) serves the delete on update.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy import (
     TextClause,
     bindparam,
     delete,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -33,7 +35,7 @@ from sqlalchemy.sql import Delete, Insert
 from sqlalchemy.sql.schema import SchemaItem
 
 from app.db.base import metadata
-from app.db.tables import UTCDateTime, resource_current
+from app.db.tables import SeqType, UTCDateTime, resource_current
 from app.fhir.search.extract import MAX_INDEXED, CompositeRow, IndexRows, index_kinds
 
 
@@ -45,6 +47,8 @@ def _table(name: str, *items: SchemaItem) -> Table:
         Column("type", String(64), nullable=False),
         Column("res_id", String(64), nullable=False),
         Column("param", String(64), nullable=False),
+        # Copied from resource_current when the row is written (see _insert_cte).
+        Column("created_seq", SeqType, nullable=False),
         *items,
         Index(f"ix_{name}_res", "type", "res_id"),
     )
@@ -151,7 +155,18 @@ def _delete(table: Table) -> Delete:
 
 
 _DELETES: dict[str, Delete] = {kind: _delete(table) for kind, table in TABLES.items()}
-_INSERTS: dict[str, Insert] = {kind: table.insert() for kind, table in TABLES.items()}
+# The created_seq of the resource, looked up as each row goes in.
+_CREATED = (
+    select(resource_current.c.created_seq)
+    .where(
+        resource_current.c.type == bindparam("k_type"),
+        resource_current.c.res_id == bindparam("k_res_id"),
+    )
+    .scalar_subquery()
+)
+_INSERTS: dict[str, Insert] = {
+    kind: table.insert().values(created_seq=_CREATED) for kind, table in TABLES.items()
+}
 
 
 def _composite_dict(resource_type: str, res_id: str, row: CompositeRow) -> dict[str, Any]:
@@ -238,9 +253,10 @@ async def write_indexes(conn: AsyncConnection, writes: list[IndexWrite]) -> None
 
 
 def _row_dict(kind: str, resource_type: str, res_id: str, row: Any) -> dict[str, Any]:
+    key = {"k_type": resource_type, "k_res_id": res_id}
     if kind == "composite":
-        return _composite_dict(resource_type, res_id, row)
-    return {"type": resource_type, "res_id": res_id, **row._asdict()}
+        return {**_composite_dict(resource_type, res_id, row), **key}
+    return {"type": resource_type, "res_id": res_id, **row._asdict(), **key}
 
 
 def changed_kinds(old: IndexRows, new: IndexRows) -> frozenset[str]:
@@ -269,14 +285,16 @@ def _cast(kind: str, name: str, position: int) -> str:
 
 
 def _insert_cte(kind: str) -> str:
-    """INSERT … SELECT FROM the elements of a JSON array of rows: any number, one text."""
+    """INSERT … SELECT FROM the elements of a JSON array of rows: any number, one text.
+    created_seq comes from the resource's current row, written earlier in the transaction."""
     table = TABLES[kind]
-    names = [c.name for c in table.columns]
+    names = [c.name for c in table.columns if c.name != "created_seq"]
     values = ", ".join(_cast(kind, name, n) for n, name in enumerate(names))
     quoted = ", ".join(f'"{name}"' for name in names)
     return (
-        f"i_{kind} AS (INSERT INTO {table.name} ({quoted}) "
-        f"SELECT {values} FROM json_array_elements(CAST(:i_{kind} AS JSON)) AS r)"
+        f"i_{kind} AS (INSERT INTO {table.name} ({quoted}, created_seq) "
+        f"SELECT {values}, c.created_seq FROM json_array_elements(CAST(:i_{kind} AS JSON)) AS r "
+        "JOIN resource_current c ON c.type = r->>0 AND c.res_id = r->>1)"
     )
 
 
