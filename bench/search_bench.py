@@ -256,23 +256,19 @@ def scenarios(values: dict[str, list[str]]) -> list[Scenario]:
 
 
 async def statements_and_plans(url: str, values: dict[str, list[str]]) -> dict[str, Any]:
-    """Run each search in-process once: how many SQL statements, and their plans."""
+    """Run each search in-process (after a first run with other values): how many SQL
+    statements, and their plans."""
     from sqlalchemy import event
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from app.fhir.context import Context, Plugins
-    from app.fhir.router import split_url
     from app.fhir.search import engine as search_engine
 
     db = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
     found: dict[str, Any] = {}
     try:
         for name, template in SEARCHES.items():
-            path = template.format(
-                patient=values["patient"][0],
-                claim=quote(values["claim"][0], safe=""),
-                hospital=values["hospital"][0],
-            )
+            first, path = (_path(template, values, n) for n in (1, 0))
             captured: list[tuple[str, Any]] = []
 
             def listen(_conn: Any, _cursor: Any, statement: str, params: Any, *_a: Any) -> None:
@@ -280,10 +276,11 @@ async def statements_and_plans(url: str, values: dict[str, list[str]]) -> dict[s
 
             async with db.connect() as conn:
                 ctx = Context(conn=conn, base_url="http://bench/fhir", plugins=Plugins())
-                segments, query = split_url(ctx, path)
+                # Once unobserved first, as a server that has run this search before.
+                await search_engine.search(ctx, *_segments_and_query(ctx, first))
                 event.listen(db.sync_engine, "before_cursor_execute", listen)
                 try:
-                    page = await search_engine.search(ctx, segments[0], query)
+                    page = await search_engine.search(ctx, *_segments_and_query(ctx, path))
                 finally:
                     event.remove(db.sync_engine, "before_cursor_execute", listen)
                 plans = []
@@ -303,6 +300,21 @@ async def statements_and_plans(url: str, values: dict[str, list[str]]) -> dict[s
     finally:
         await db.dispose()
     return found
+
+
+def _path(template: str, values: dict[str, list[str]], n: int) -> str:
+    return template.format(
+        patient=values["patient"][n],
+        claim=quote(values["claim"][n], safe=""),
+        hospital=values["hospital"][n],
+    )
+
+
+def _segments_and_query(ctx: Any, path: str) -> tuple[str, list[tuple[str, str]]]:
+    from app.fhir.router import split_url
+
+    segments, query = split_url(ctx, path)
+    return segments[0], query
 
 
 def plan_time(plan: str) -> float:

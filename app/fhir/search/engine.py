@@ -1,5 +1,6 @@
 """Search: one SQL statement for a page of matches, one more per round of includes,
-and a count only when the page does not already tell the total.
+and a count only when the page does not already tell the total (in the page statement
+once a search of the same shape has needed one). The SQL is in `statements`.
 """
 
 from __future__ import annotations
@@ -7,17 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, intersect, select
-from sqlalchemy.sql.elements import True_
+from sqlalchemy import select
 
 from app.db import raw
 from app.db.tables import resource_current as cur
-from app.db.tables import resource_version as ver
 from app.fhir.context import Context, flush_held
 from app.fhir.outcomes import FhirError
-from app.fhir.search.filters import LIVE, Filters, type_is
+from app.fhir.search import statements
 from app.fhir.search.include import fetch_includes
-from app.fhir.search.paging import beyond, encode_cursor, order_by
+from app.fhir.search.paging import encode_cursor
 from app.fhir.search.request import (
     DEFAULT_COUNT,
     MAX_COUNT,
@@ -58,78 +57,35 @@ def _int_param(name: str, value: str, *, lo: int, hi: int) -> int:
     return max(lo, min(hi, number))
 
 
-@dataclass
-class Where:
-    """The WHERE of a search, and what lets the index alone count its matches."""
-
-    conds: list[ColumnElement[bool]]
-    sees_all: bool  # no row filter: the caller sees every row
-    id_queries: list[Any]  # per criterion its id subquery, or None (:not, :missing, _id …)
+# Search shapes (type and parameter names) whose last first page did not hold every
+# match. Their next first page carries the count as a column: one statement, not two.
+# It only changes where the count comes from, never what is found.
+_NEEDS_COUNT: dict[tuple[Any, ...], bool] = {}
+_MAX_SHAPES = 4096
 
 
-def _where(ctx: Context, request: SearchRequest, interaction: str) -> Where:
-    rtype = request.resource_type
-    conds: list[ColumnElement[bool]] = [LIVE]
-    if rtype is not None:
-        conds.append(type_is(cur, rtype))
-    elif request.types is not None:
-        conds.append(cur.c.type.in_(request.types))
-    allowed = ctx.policy.row_filter(cur, rtype, interaction)
-    sees_all = isinstance(allowed, True_)
-    if not sees_all:
-        conds.append(allowed)
-    filters = Filters(ctx)
-    id_queries = []
-    for criterion in request.criteria:
-        ids = filters.matching_ids(criterion)
-        id_queries.append(ids)
-        conds.append(cur.c.res_id.in_(ids) if ids is not None else filters.condition(criterion))
-    if request.snapshot is not None:
-        conds.append(cur.c.created_seq <= request.snapshot)
-    return Where(conds, sees_all, id_queries)
+def _shape(request: SearchRequest) -> tuple[Any, ...]:
+    return (request.resource_type, tuple(name for name, _ in request.applied))
 
 
-async def _count(ctx: Context, request: SearchRequest, where: Where) -> int:
-    stmt = _count_statement(request, where)
+def _count_in_page(request: SearchRequest) -> bool:
+    if request.total == "none":
+        return False
+    if request.cursor is not None:
+        return True  # a later page always needs the count
+    return _NEEDS_COUNT.get(_shape(request), False)
+
+
+def _remember(request: SearchRequest, more: bool) -> None:
+    if request.cursor is None:
+        if len(_NEEDS_COUNT) >= _MAX_SHAPES:
+            _NEEDS_COUNT.clear()
+        _NEEDS_COUNT[_shape(request)] = more
+
+
+async def _count(ctx: Context, request: SearchRequest, where: statements.Where) -> int:
+    stmt = statements.count_statement(request, where)
     return int((await raw.rows(ctx.conn, stmt))[0][0])
-
-
-def _count_statement(request: SearchRequest, where: Where) -> Select[Any]:
-    """count(*) of the matches. When every criterion is an index lookup, nothing hides
-    rows and no snapshot applies, the index alone answers: index rows only exist for
-    live resources, so resource_current need not be read."""
-    ids = where.id_queries
-    if where.sees_all and request.snapshot is None and ids and None not in ids:
-        if len(ids) > 1:
-            unique = intersect(*ids).subquery()  # INTERSECT drops repeats
-            return select(func.count()).select_from(unique)
-        if isinstance(ids[0], Select):
-            return select(func.count()).select_from(ids[0].distinct().subquery())
-    return select(func.count()).select_from(cur).where(*where.conds)
-
-
-# Every visible row was created at or before this change: the page's snapshot.
-_SNAPSHOT = select(func.max(ver.c.seq)).scalar_subquery().label("snap")
-_PAGE_COLUMNS = (cur.c.type, cur.c.res_id, cur.c.content)
-_SEQ_ASC = cur.c.created_seq.asc()
-_SEQ_DESC = cur.c.created_seq.desc()
-
-
-def _page_statement(request: SearchRequest, conds: list[ColumnElement[bool]]) -> Select[Any]:
-    """The page query: matches, their sort values and created_seq (the cursor), the snapshot."""
-    labels = [key.expression.label(f"k{i}") for i, key in enumerate(request.sort)]
-    stmt = select(*_PAGE_COLUMNS, *labels, cur.c.created_seq).where(*conds)
-    if request.snapshot is None:
-        stmt = stmt.add_columns(_SNAPSHOT)
-    cursor = request.cursor
-    if cursor is not None:
-        keys = [(key.expression, key.descending) for key in request.sort]
-        stmt = stmt.where(beyond([*keys, (cur.c.created_seq, False)], cursor))
-    backward = cursor is not None and cursor.before
-    # ORDER BY names the labels: each sort value is computed once per row.
-    ordered = [(label, key.descending) for label, key in zip(labels, request.sort, strict=True)]
-    order = [*order_by(ordered, backward), _SEQ_DESC if backward else _SEQ_ASC]
-    return stmt.order_by(*order).limit(request.count + 1)
 
 
 def _link(request: SearchRequest, snapshot: int | None, cursor: tuple[str, str] | None) -> Params:
@@ -151,7 +107,7 @@ async def search(
     request = read_request(resource_type, query, strict=strict, base_url=ctx.base_url)
     await flush_held(ctx)
     interaction = "search-type" if resource_type else "search-system"
-    where = _where(ctx, request, interaction)
+    where = statements.where(ctx, request, interaction)
     page = SearchPage(
         resource_type,
         [],
@@ -164,8 +120,10 @@ async def search(
         page.total = await _count(ctx, request, where)
         page.self_params = _link(request, request.snapshot, None)
         return page
-    rows = await raw.rows(ctx.conn, _page_statement(request, where.conds))
+    with_count = _count_in_page(request)
+    rows = await raw.rows(ctx.conn, statements.page_statement(request, where, with_count))
     more = len(rows) > request.count
+    _remember(request, more)
     rows = rows[: request.count]
     if request.cursor is not None and request.cursor.before:
         rows.reverse()
@@ -174,6 +132,8 @@ async def search(
     if request.total != "none":
         if request.cursor is None and not more:
             page.total = len(rows)  # the whole result is on this page
+        elif with_count and rows:
+            page.total = int(rows[0].total)
         else:
             page.total = await _count(ctx, request, where)
     if request.includes and page.matches:
@@ -212,6 +172,6 @@ async def search_ids(
     if not request.criteria:
         raise FhirError(412, "invalid", "A conditional request needs at least one criterion")
     await flush_held(ctx)
-    where = _where(ctx, request, "search-type")
+    where = statements.where(ctx, request, "search-type")
     stmt = select(cur.c.res_id).where(*where.conds).limit(limit)
     return [r.res_id for r in await raw.rows(ctx.conn, stmt)]

@@ -88,6 +88,20 @@ class Filters:
             return None
         return _having_rows(criterion.resource_type, _matching(criterion))
 
+    def ids_in_order(self, criterion: Criterion) -> Select[Any] | None:
+        """(res_id, created_seq) of the index rows a plain criterion keeps, when they all
+        come from one table; a resource may appear more than once."""
+        if criterion.resource_type is None or not _is_plain(criterion):
+            return None
+        assert isinstance(criterion, Match)
+        (kind, condition), *more = _matching(criterion)
+        if more:
+            return None
+        table = TABLES[kind]
+        return select(table.c.res_id, table.c.created_seq).where(
+            condition, type_is(table, criterion.resource_type)
+        )
+
     def ids(self, resource_type: str, criterion: Criterion) -> IdQuery:
         """Ids of the resources of a type, visible to the caller, that match."""
         condition = visible(self.ctx, resource_type)
