@@ -58,9 +58,10 @@ def _int_param(name: str, value: str, *, lo: int, hi: int) -> int:
 
 
 # Search shapes (type and parameter names) whose last first page did not hold every
-# match. Their next first page carries the count as a column: one statement, not two.
-# It only changes where the count comes from, never what is found.
-_NEEDS_COUNT: dict[tuple[Any, ...], bool] = {}
+# match. The next search of such a shape is read the way large results are cheapest:
+# its page picked from the index where it can be, its count in the same statement.
+# Small results are cheaper read plainly. Either way the page holds the same.
+_LARGE: dict[tuple[Any, ...], bool] = {}
 _MAX_SHAPES = 4096
 
 
@@ -68,19 +69,17 @@ def _shape(request: SearchRequest) -> tuple[Any, ...]:
     return (request.resource_type, tuple(name for name, _ in request.applied))
 
 
-def _count_in_page(request: SearchRequest) -> bool:
-    if request.total == "none":
-        return False
+def _large(request: SearchRequest) -> bool:
     if request.cursor is not None:
-        return True  # a later page always needs the count
-    return _NEEDS_COUNT.get(_shape(request), False)
+        return True  # a later page: the result is more than a page
+    return _LARGE.get(_shape(request), False)
 
 
 def _remember(request: SearchRequest, more: bool) -> None:
     if request.cursor is None:
-        if len(_NEEDS_COUNT) >= _MAX_SHAPES:
-            _NEEDS_COUNT.clear()
-        _NEEDS_COUNT[_shape(request)] = more
+        if len(_LARGE) >= _MAX_SHAPES:
+            _LARGE.clear()
+        _LARGE[_shape(request)] = more
 
 
 async def _count(ctx: Context, request: SearchRequest, where: statements.Where) -> int:
@@ -107,7 +106,8 @@ async def search(
     request = read_request(resource_type, query, strict=strict, base_url=ctx.base_url)
     await flush_held(ctx)
     interaction = "search-type" if resource_type else "search-system"
-    where = statements.where(ctx, request, interaction)
+    large = _large(request)
+    where = statements.where(ctx, request, interaction, from_index=large)
     page = SearchPage(
         resource_type,
         [],
@@ -120,7 +120,7 @@ async def search(
         page.total = await _count(ctx, request, where)
         page.self_params = _link(request, request.snapshot, None)
         return page
-    with_count = _count_in_page(request)
+    with_count = large and request.total != "none"
     rows = await raw.rows(ctx.conn, statements.page_statement(request, where, with_count))
     more = len(rows) > request.count
     _remember(request, more)
@@ -172,6 +172,6 @@ async def search_ids(
     if not request.criteria:
         raise FhirError(412, "invalid", "A conditional request needs at least one criterion")
     await flush_held(ctx)
-    where = statements.where(ctx, request, "search-type")
+    where = statements.where(ctx, request, "search-type", from_index=False)
     stmt = select(cur.c.res_id).where(*where.conds).limit(limit)
     return [r.res_id for r in await raw.rows(ctx.conn, stmt)]

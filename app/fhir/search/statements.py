@@ -42,7 +42,8 @@ class Where:
     in_order: Select[Any] | None = None
 
 
-def where(ctx: Context, request: SearchRequest, interaction: str) -> Where:
+def where(ctx: Context, request: SearchRequest, interaction: str, *, from_index: bool) -> Where:
+    """The conditions; with `from_index`, what lets the page be picked from the index."""
     rtype = request.resource_type
     conds: list[ColumnElement[bool]] = [LIVE]
     if rtype is not None:
@@ -54,7 +55,8 @@ def where(ctx: Context, request: SearchRequest, interaction: str) -> Where:
     if not sees_all:
         conds.append(allowed)
     cursor = request.cursor
-    pickable = sees_all and not request.sort and (cursor is None or not cursor.before)
+    pickable = from_index and sees_all and not request.sort
+    pickable = pickable and (cursor is None or not cursor.before)
     filters = Filters(ctx)
     found = Where(conds, sees_all, [], len(conds))
     for criterion in request.criteria:
