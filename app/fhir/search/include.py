@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, false, or_, select, tuple_, union_all
@@ -106,15 +107,34 @@ def _seen_by_caller(ctx: Context, types: set[str]) -> ColumnElement[bool] | None
     return or_(*allowed) if allowed else false()
 
 
+_LIVE_ROWS = select(cur.c.type, cur.c.res_id, cur.c.content).where(LIVE)
+_KEY = tuple_(cur.c.type, cur.c.res_id)
+
+
 def _live(ctx: Context, keys: Select[Any], types: set[str]) -> Select[Any] | None:
     """resource_current rows whose (type, id) is in `keys`, as the caller sees them."""
-    stmt = select(cur.c.type, cur.c.res_id, cur.c.content).where(
-        LIVE, tuple_(cur.c.type, cur.c.res_id).in_(keys)
-    )
+    stmt = _LIVE_ROWS.where(_KEY.in_(keys))
     condition = _seen_by_caller(ctx, types)
     if isinstance(condition, False_):
         return None
     return stmt if condition is None else stmt.where(condition)
+
+
+@cache  # no ids in it: one condition per source type and spec, reused
+def _path_from(source: str, spec: IncludeSpec) -> tuple[ColumnElement[bool], frozenset[str]] | None:
+    """The reference rows a spec follows out of resources of `source`, and their targets."""
+    params = [spec.param] if spec.param is not None else _reference_params(source)
+    targets = {t for p in params for t in reference_targets(p)}
+    if spec.target is not None:
+        targets &= {spec.target}
+    if not targets:
+        return None
+    condition = and_(
+        type_is(search_reference, source),
+        _param_filter(spec),
+        ref.target_type.in_(sorted(targets)),
+    )
+    return condition, frozenset(targets)
 
 
 def _forward(
@@ -127,23 +147,12 @@ def _forward(
         sources = [spec.source] if spec.source is not None else list(frontier)
         for source in sources:
             ids = frontier.get(source)
-            if not ids:
+            path = _path_from(source, spec) if ids else None
+            if ids is None or path is None:
                 continue
-            params = [spec.param] if spec.param is not None else _reference_params(source)
-            targets = {t for p in params for t in reference_targets(p)}
-            if spec.target is not None:
-                targets &= {spec.target}
-            if not targets:
-                continue
+            condition, targets = path
             reached |= targets
-            paths.append(
-                and_(
-                    type_is(search_reference, source),
-                    ref.res_id.in_(ids),
-                    _param_filter(spec),
-                    ref.target_type.in_(sorted(targets)),
-                )
-            )
+            paths.append(and_(condition, ref.res_id.in_(ids)))
     if not paths:
         return None
     keys = select(ref.target_type, ref.target_id).where(or_(*paths))
