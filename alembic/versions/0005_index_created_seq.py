@@ -3,7 +3,9 @@
 A search's default order is the order in which resources were created. With the
 resource's created_seq on its index rows, the first page of a search decided by the
 index alone is picked there (`Patient?name=dupont`: 21 rows of resource_current read
-instead of every match).
+instead of every match). On PostgreSQL the value indexes of tokens, strings and
+references also carry res_id and created_seq, so such a page, and a count, are read
+from the index alone.
 
 Revision ID: 0005
 Revises: 0004
@@ -30,6 +32,29 @@ TABLES = (
     "search_composite",
 )
 SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+COVER = ["res_id", "created_seq"]
+# name, table, columns, PostgreSQL operator classes
+COVERED = (
+    ("ix_search_token_code", "search_token", ["type", "param", "code", "system"], {}),
+    (
+        "ix_search_string_value",
+        "search_string",
+        ["type", "param", "value_norm"],
+        {"value_norm": "varchar_pattern_ops"},
+    ),
+    (
+        "ix_search_reference_param",
+        "search_reference",
+        ["type", "param", "target_type", "target_id"],
+        {},
+    ),
+)
+
+
+def _index(name: str, table: str, columns: list[str], ops: dict[str, str], cover: bool) -> None:
+    op.drop_index(name, table_name=table)
+    include = COVER if cover else []
+    op.create_index(name, table, columns, postgresql_ops=ops, postgresql_include=include)
 
 
 def upgrade() -> None:
@@ -42,9 +67,15 @@ def upgrade() -> None:
         op.execute(f"DELETE FROM {table} WHERE created_seq IS NULL")  # rows of no resource
         with op.batch_alter_table(table) as batch:
             batch.alter_column("created_seq", existing_type=SEQ, nullable=False)
+    if op.get_bind().dialect.name == "postgresql":
+        for name, table, columns, ops in COVERED:
+            _index(name, table, columns, ops, cover=True)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for name, table, columns, ops in COVERED:
+            _index(name, table, columns, ops, cover=False)
     for table in TABLES:
         with op.batch_alter_table(table) as batch:
             batch.drop_column("created_seq")

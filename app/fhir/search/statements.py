@@ -120,15 +120,16 @@ def _picked(request: SearchRequest, where: Where, with_count: bool) -> Select[An
         rows = rows.where(rows.selected_columns[0].in_(ids))
     if request.snapshot is not None:
         rows = rows.where(rows.selected_columns[1] <= request.snapshot)
+    rows = rows.distinct()  # a resource may have several matching rows, with one created_seq
     total = None
     if with_count:
         matches = rows.cte("matches")
-        total = select(func.count(matches.c.res_id.distinct())).scalar_subquery()
+        total = select(func.count()).select_from(matches).scalar_subquery()
         rows = select(matches.c.res_id, matches.c.created_seq)
     created_seq = rows.selected_columns[1]
     if request.cursor is not None:
         rows = rows.where(created_seq > request.cursor.values[-1])
-    picked = rows.distinct().order_by(created_seq).limit(request.count + 1).subquery()
+    picked = rows.order_by(created_seq).limit(request.count + 1).subquery()
     conds = [LIVE, type_is(cur, request.resource_type), cur.c.res_id.in_(select(picked.c[0]))]
     page = _frame((), request.snapshot is None, False).where(*conds).limit(request.count + 1)
     return page if total is None else page.add_columns(total.label("total"))
