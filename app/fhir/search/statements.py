@@ -115,7 +115,7 @@ def _picked(request: SearchRequest, where: Where, with_count: bool) -> Select[An
     """The page's ids picked from the index rows of the first criterion, in created
     order, the other criteria as id subqueries; then those resources."""
     assert where.in_order is not None and request.resource_type is not None
-    rows = where.in_order
+    rows: Select[Any] = where.in_order
     for ids in where.id_queries[1:]:
         rows = rows.where(rows.selected_columns[0].in_(ids))
     if request.snapshot is not None:
@@ -127,9 +127,9 @@ def _picked(request: SearchRequest, where: Where, with_count: bool) -> Select[An
         total = select(func.count()).select_from(matches).scalar_subquery()
         rows = select(matches.c.res_id, matches.c.created_seq)
     created_seq = rows.selected_columns[1]
-    if request.cursor is not None:
-        rows = rows.where(created_seq > request.cursor.values[-1])
-    picked = rows.order_by(created_seq).limit(request.count + 1).subquery()
+    cursor = request.cursor
+    after = [] if cursor is None else [created_seq > cursor.values[-1]]
+    picked = rows.where(*after).order_by(created_seq).limit(request.count + 1).subquery()
     conds = [LIVE, type_is(cur, request.resource_type), cur.c.res_id.in_(select(picked.c[0]))]
     page = _frame((), request.snapshot is None, False).where(*conds).limit(request.count + 1)
     return page if total is None else page.add_columns(total.label("total"))
