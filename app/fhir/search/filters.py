@@ -8,6 +8,7 @@ pass the caller's row filter too, so a hidden resource never makes a match.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -59,6 +60,16 @@ def visible(ctx: Context, resource_type: str) -> Condition | None:
     return None if isinstance(condition, True_) else condition
 
 
+@dataclass(frozen=True)
+class InOrder:
+    """The index rows of one criterion: (res_id, created_seq), a resource possibly more
+    than once; the same as an id subquery; and their table, for its columns."""
+
+    rows: Select[Any]
+    ids: Select[Any]
+    table: Table
+
+
 class Filters:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -88,9 +99,8 @@ class Filters:
             return None
         return _having_rows(criterion.resource_type, _matching(criterion))
 
-    def ids_in_order(self, criterion: Criterion) -> Select[Any] | None:
-        """(res_id, created_seq) of the index rows a plain criterion keeps, when they all
-        come from one table; a resource may appear more than once."""
+    def ids_in_order(self, criterion: Criterion) -> InOrder | None:
+        """The index rows a plain criterion keeps, when they all come from one table."""
         if criterion.resource_type is None or not _is_plain(criterion):
             return None
         assert isinstance(criterion, Match)
@@ -98,9 +108,9 @@ class Filters:
         if more:
             return None
         table = TABLES[kind]
-        return select(table.c.res_id, table.c.created_seq).where(
-            condition, type_is(table, criterion.resource_type)
-        )
+        where = (condition, type_is(table, criterion.resource_type))
+        rows = select(table.c.res_id, table.c.created_seq).where(*where)
+        return InOrder(rows, select(table.c.res_id).where(*where), table)
 
     def ids(self, resource_type: str, criterion: Criterion) -> IdQuery:
         """Ids of the resources of a type, visible to the caller, that match."""

@@ -24,7 +24,7 @@ from app.db import raw
 from app.db.tables import resource_current as cur
 from app.db.tables import resource_version as ver
 from app.fhir.context import Context
-from app.fhir.search.filters import LIVE, Filters, type_is
+from app.fhir.search.filters import LIVE, Filters, InOrder, type_is
 from app.fhir.search.paging import SortKey, beyond, order_by
 from app.fhir.search.request import SearchRequest
 
@@ -39,7 +39,7 @@ class Where:
     first: int  # conds[first + i] is the condition of criterion i
     # (res_id, created_seq) index rows of the first criterion, when the page can be
     # picked from the index
-    in_order: Select[Any] | None = None
+    in_order: InOrder | None = None
 
 
 def where(ctx: Context, request: SearchRequest, interaction: str, *, from_index: bool) -> Where:
@@ -64,7 +64,7 @@ def where(ctx: Context, request: SearchRequest, interaction: str, *, from_index:
         ids: Any
         if ordered is not None:
             found.in_order = ordered
-            ids = ordered.with_only_columns(ordered.selected_columns[0])
+            ids = ordered.ids
         else:
             ids = filters.matching_ids(criterion)
         found.id_queries.append(ids)
@@ -115,18 +115,21 @@ def _picked(request: SearchRequest, where: Where, with_count: bool) -> Select[An
     """The page's ids picked from the index rows of the first criterion, in created
     order, the other criteria as id subqueries; then those resources."""
     assert where.in_order is not None and request.resource_type is not None
-    rows: Select[Any] = where.in_order
+    rows = where.in_order.rows
+    columns = where.in_order.table.c
+    res_id: ColumnElement[Any] = columns.res_id
+    created_seq: ColumnElement[Any] = columns.created_seq
     for ids in where.id_queries[1:]:
-        rows = rows.where(rows.selected_columns[0].in_(ids))
+        rows = rows.where(res_id.in_(ids))
     if request.snapshot is not None:
-        rows = rows.where(rows.selected_columns[1] <= request.snapshot)
+        rows = rows.where(created_seq <= request.snapshot)
     rows = rows.distinct()  # a resource may have several matching rows, with one created_seq
     total = None
     if with_count:
         matches = rows.cte("matches")
         total = select(func.count()).select_from(matches).scalar_subquery()
-        rows = select(matches.c.res_id, matches.c.created_seq)
-    created_seq = rows.selected_columns[1]
+        res_id, created_seq = matches.c.res_id, matches.c.created_seq
+        rows = select(res_id, created_seq)
     cursor = request.cursor
     after = [] if cursor is None else [created_seq > cursor.values[-1]]
     picked = rows.where(*after).order_by(created_seq).limit(request.count + 1).subquery()
