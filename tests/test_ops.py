@@ -79,10 +79,9 @@ async def test_migrations_give_the_planner_statistics_on_the_index(backend):
         return  # SQLite keeps no extended statistics
     names = "SELECT count(*) FROM pg_statistic_ext WHERE stxname LIKE 'st_search_%'"
     assert await backend.scalar(names) == 7
-    # 0005: the value indexes carry what a page picked from the index reads.
+    # 0005: the string index carries what a page picked from the index reads.
     covering = (
-        "SELECT count(*) FROM pg_indexes WHERE indexname IN ('ix_search_token_code', "
-        "'ix_search_string_value', 'ix_search_reference_param') "
-        "AND indexdef LIKE '%INCLUDE (res_id, created_seq)'"
+        "SELECT indexdef LIKE '%INCLUDE (res_id, created_seq)' FROM pg_indexes "
+        "WHERE indexname = 'ix_search_string_value'"
     )
-    assert await backend.scalar(covering) == 3
+    assert await backend.scalar(covering) is True

@@ -54,8 +54,9 @@ def _table(name: str, *items: SchemaItem) -> Table:
     )
 
 
-# PostgreSQL: the value lookups of tokens, strings and references also give what a
-# search reads of the rows it finds, so the index alone answers (index-only scans).
+# PostgreSQL: the string lookup also gives what a search reads of the rows it finds, so
+# the index alone answers (index-only scans). Not on tokens and references: every write
+# has many of those rows, and the wider index cost creates about a tenth of their speed.
 COVER = ["res_id", "created_seq"]
 
 search_token = _table(
@@ -65,7 +66,7 @@ search_token = _table(
     Column("text", String(MAX_INDEXED)),  # normalised display / CodeableConcept.text
     Column("type_system", String),  # Identifier.type, for :of-type
     Column("type_code", String),
-    Index("ix_search_token_code", "type", "param", "code", "system", postgresql_include=COVER),
+    Index("ix_search_token_code", "type", "param", "code", "system"),
 )
 
 search_string = _table(
@@ -89,14 +90,7 @@ search_reference = _table(
     Column("target_id", String(64)),
     Column("target_version", String(64)),
     Column("url", String),  # absolute / external URL, or canonical without |version
-    Index(
-        "ix_search_reference_param",
-        "type",
-        "param",
-        "target_type",
-        "target_id",
-        postgresql_include=COVER,
-    ),
+    Index("ix_search_reference_param", "type", "param", "target_type", "target_id"),
     Index("ix_search_reference_url", "type", "param", "url"),
     # _revinclude, _has and "who points at this resource".
     Index("ix_search_reference_target", "target_type", "target_id"),
@@ -303,10 +297,13 @@ def _insert_cte(kind: str) -> str:
     names = [c.name for c in table.columns if c.name != "created_seq"]
     values = ", ".join(_cast(kind, name, n) for n, name in enumerate(names))
     quoted = ", ".join(f'"{name}"' for name in names)
+    # A subquery per row, not a join: the planner would hash-join a small table whole.
+    created = (
+        "(SELECT c.created_seq FROM resource_current c WHERE c.type = r->>0 AND c.res_id = r->>1)"
+    )
     return (
         f"i_{kind} AS (INSERT INTO {table.name} ({quoted}, created_seq) "
-        f"SELECT {values}, c.created_seq FROM json_array_elements(CAST(:i_{kind} AS JSON)) AS r "
-        "JOIN resource_current c ON c.type = r->>0 AND c.res_id = r->>1)"
+        f"SELECT {values}, {created} FROM json_array_elements(CAST(:i_{kind} AS JSON)) AS r)"
     )
 
 
