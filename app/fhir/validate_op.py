@@ -60,18 +60,12 @@ async def validate(
     ctx: Context,
     call: OperationCall,
 ) -> fx.Result:
-    method, resource_type, res_id, query, body = (
-        call.method,
-        call.resource_type,
-        call.res_id,
-        call.query,
-        call.body,
-    )
+    resource_type, res_id = call.resource_type, call.res_id
     if resource_type is None:
         raise FhirError(404, "not-supported", "$validate is invoked on a resource type")
-    if method != "POST":
+    if call.method != "POST":
         raise FhirError(405, "not-supported", "$validate takes a POST")
-    resource, mode, profile = _read_request(body, query)
+    resource, mode, profile = _read_request(call.body, call.query)
     mode = mode or ("update" if res_id else "create")
     if mode not in MODES:
         raise FhirError(400, "invalid", f"mode must be one of {', '.join(MODES)}, got '{mode}'")

@@ -41,18 +41,12 @@ async def everything(
     ctx: Context,
     call: OperationCall,
 ) -> Result:
-    method, resource_type, res_id, query, body = (
-        call.method,
-        call.resource_type,
-        call.res_id,
-        call.query,
-        call.body,
-    )
-    if method not in ("GET", "POST"):
+    resource_type, res_id = call.resource_type, call.res_id
+    if call.method not in ("GET", "POST"):
         raise FhirError(405, "not-supported", "$everything takes a GET or a POST")
     if resource_type is None or res_id is None:
         raise FhirError(404, "not-supported", "$everything is invoked on a Patient or a case")
-    query = [*query, *parameters_as_query(body)]
+    query = [*call.query, *parameters_as_query(call.body)]
     anchor = await read_anchor(ctx, resource_type, res_id)
     conds = case_conditions(anchor) if resource_type == "EpisodeOfCare" else compartment(res_id)
     conds.append(ctx.policy.row_filter(cur, None, SEARCH))

@@ -72,12 +72,12 @@ async def case_summary(
     ctx: Context,
     call: OperationCall,
 ) -> Result:
-    method, resource_type, res_id, body = call.method, call.resource_type, call.res_id, call.body
-    if method not in ("GET", "POST"):
+    res_id = call.res_id
+    if call.method not in ("GET", "POST"):
         raise FhirError(405, "not-supported", "$case-summary takes a GET or a POST")
-    if resource_type != "EpisodeOfCare" or res_id is None:
+    if call.resource_type != "EpisodeOfCare" or res_id is None:
         raise FhirError(404, "not-supported", "$case-summary is invoked on EpisodeOfCare/{id}")
-    parameters_as_query(body)  # a POST body, if any, is a Parameters; none is defined
+    parameters_as_query(call.body)  # a POST body, if any, is a Parameters; none is defined
     episode = await read_anchor(ctx, "EpisodeOfCare", res_id)
     conds = [*case_conditions(episode), ctx.policy.row_filter(cur, None, SEARCH)]
     counts = await _domain_counts(ctx, conds)
