@@ -268,7 +268,7 @@ async def statements_and_plans(url: str, values: dict[str, list[str]]) -> dict[s
     found: dict[str, Any] = {}
     try:
         for name, template in SEARCHES.items():
-            first, path = (_path(template, values, n) for n in (1, 0))
+            first, path = _path(template, values, 1), _path(template, values, 0)
             captured: list[tuple[str, Any]] = []
 
             def listen(_conn: Any, _cursor: Any, statement: str, params: Any, *_a: Any) -> None:

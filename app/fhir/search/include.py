@@ -147,8 +147,10 @@ def _forward(
         sources = [spec.source] if spec.source is not None else list(frontier)
         for source in sources:
             ids = frontier.get(source)
-            path = _path_from(source, spec) if ids else None
-            if ids is None or path is None:
+            if not ids:
+                continue
+            path = _path_from(source, spec)
+            if path is None:
                 continue
             condition, targets = path
             reached |= targets

@@ -95,9 +95,8 @@ def page_statement(request: SearchRequest, where: Where, with_count: bool) -> Se
     as one more column when `with_count`."""
     if where.in_order is not None:
         return _picked(request, where, with_count)
-    page = _page(request, where.conds)
     if not with_count:
-        return page
+        return _page(request, where.conds)
     ids = where.id_queries
     if where.sees_all and request.snapshot is None and len(ids) == 1 and ids[0] is not None:
         # One criterion decides the matches: they are found once, for both.
@@ -108,6 +107,7 @@ def page_statement(request: SearchRequest, where: Where, with_count: bool) -> Se
         page = _page(request, conds)
     else:
         total = count_statement(request, where).correlate(None)
+        page = _page(request, where.conds)
     return page.add_columns(total.scalar_subquery().label("total"))
 
 
