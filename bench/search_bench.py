@@ -349,9 +349,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=",".join(["read", *SEARCHES]),
         help="comma-separated subset to run (read is the reference)",
     )
-    args = p.parse_args(argv)
-    args.profile = False  # Driver options of the core benchmark
-    return args
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy each scenario while it is measured (stacks under bench/results/)",
+    )
+    return p.parse_args(argv)
 
 
 async def load(server: Service, auth: Auth, args: argparse.Namespace) -> LoadResult:
@@ -391,7 +394,8 @@ async def measure(
     work = Path(tempfile.mkdtemp(prefix="relais-search-bench-"))
     wrk = Wrk(work, threads=args.threads)
     payload["wrk"] = wrk.version()
-    driver = Driver(wrk, args, work)
+    profiles = Path(__file__).resolve().parent / "results" / f"{utc_stamp()}-search-profiles"
+    driver = Driver(wrk, args, profiles)
     server = relais_server(db_url, work)
     results: list[ScenarioResult] = []
     try:

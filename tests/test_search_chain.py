@@ -191,3 +191,29 @@ async def test_hidden_resources_never_match_count_or_include(backend, client, ui
     # Without the filter, the same searches see everything.
     has = {"_has:CareTeam:subject:participant": f"Organization/{org}"}
     assert await ids(client, "/fhir/Patient", **has) == [hidden_p]
+
+
+async def test_has_never_counts_a_deleted_target(client, uid):
+    """_has finds targets through the index of the sources; a target deleted since is
+    neither a match nor counted, on the first page or a counted one."""
+    hospital = await create(client, {"resourceType": "Organization", "name": f"CHU {uid}"})
+    patients = [await create(client, person(uid, f"Suivi{n}", "S")) for n in range(3)]
+    for pid in patients:
+        team = {
+            "resourceType": "CareTeam",
+            "subject": {"reference": f"Patient/{pid}"},
+            "participant": [{"member": {"reference": f"Organization/{hospital}"}}],
+        }
+        await create(client, team)
+    assert (await client.delete(f"/fhir/Patient/{patients[0]}")).status_code == 204
+    has = {"_has:CareTeam:subject:participant": f"Organization/{hospital}"}
+    assert await ids(client, "/fhir/Patient", **has) == sorted(patients[1:])
+    for _ in range(2):  # the second one gets its count in the page
+        bundle = await search(client, "/fhir/Patient", {**has, "_count": "1"})
+        assert bundle["total"] == 2 and matches(bundle) == [patients[1]]
+    after = next(link["url"] for link in bundle["link"] if link["relation"] == "next")
+    page2 = await search(client, after.removeprefix("http://relais.test"))
+    assert page2["total"] == 2 and matches(page2) == [patients[2]]
+    assert not [link for link in page2["link"] if link["relation"] == "next"]
+    bundle = await search(client, "/fhir/Patient", {**has, "_summary": "count"})
+    assert bundle["total"] == 2

@@ -8,7 +8,10 @@ tie-breaker, and the cursor of the paging links). From the cheapest:
   index rows carry the created_seq that order needs. The page's ids are picked there
   and only those rows of resource_current are read (`Patient?name=dupont`: 21 rows,
   not the 357 matches).
-- one criterion whose ids are found once, for the page and its count;
+- counted once: in the default order, the matches' (res_id, created_seq) are found once
+  under all the conditions; the page is picked among them and they are counted
+  (`_has`, chains, a caller's row filter);
+- sorted, one criterion whose ids are found once, for the page and its count;
 - the page under all its conditions, the count as a subquery of its own.
 """
 
@@ -24,6 +27,7 @@ from app.db import raw
 from app.db.tables import resource_current as cur
 from app.db.tables import resource_version as ver
 from app.fhir.context import Context
+from app.fhir.search.criteria import Has
 from app.fhir.search.filters import LIVE, Filters, InOrder, type_is
 from app.fhir.search.paging import SortKey, beyond, order_by
 from app.fhir.search.request import SearchRequest
@@ -40,6 +44,9 @@ class Where:
     # (res_id, created_seq) index rows of the first criterion, when the page can be
     # picked from the index
     in_order: InOrder | None = None
+    # Every id query yields live resources only. Not so for _has: a source's index rows
+    # still point at a target deleted since.
+    live_ids: bool = True
 
 
 def where(ctx: Context, request: SearchRequest, interaction: str, *, from_index: bool) -> Where:
@@ -68,6 +75,7 @@ def where(ctx: Context, request: SearchRequest, interaction: str, *, from_index:
         else:
             ids = filters.matching_ids(criterion)
         found.id_queries.append(ids)
+        found.live_ids = found.live_ids and not isinstance(criterion, Has)
         conds.append(cur.c.res_id.in_(ids) if ids is not None else filters.condition(criterion))
     if None in found.id_queries:
         found.in_order = None
@@ -81,7 +89,7 @@ def count_statement(request: SearchRequest, where: Where) -> Select[Any]:
     rows and no snapshot applies, the index alone answers: index rows only exist for
     live resources, so resource_current need not be read."""
     ids = where.id_queries
-    if where.sees_all and request.snapshot is None and ids and None not in ids:
+    if where.sees_all and where.live_ids and request.snapshot is None and ids and None not in ids:
         if len(ids) > 1:
             unique = intersect(*ids).subquery()  # INTERSECT drops repeats
             return select(func.count()).select_from(unique)
@@ -97,8 +105,17 @@ def page_statement(request: SearchRequest, where: Where, with_count: bool) -> Se
         return _picked(request, where, with_count)
     if not with_count:
         return _page(request, where.conds)
+    cursor = request.cursor
+    if not request.sort and request.resource_type and (cursor is None or not cursor.before):
+        return _counted(request, where)
     ids = where.id_queries
-    if where.sees_all and request.snapshot is None and len(ids) == 1 and ids[0] is not None:
+    if (
+        where.sees_all
+        and where.live_ids
+        and request.snapshot is None
+        and len(ids) == 1
+        and ids[0] is not None
+    ):
         # One criterion decides the matches: they are found once, for both.
         found = ids[0].cte("matches")
         conds = list(where.conds)
@@ -136,6 +153,26 @@ def _picked(request: SearchRequest, where: Where, with_count: bool) -> Select[An
     conds = [LIVE, type_is(cur, request.resource_type), cur.c.res_id.in_(select(picked.c[0]))]
     page = _frame((), request.snapshot is None, False).where(*conds).limit(request.count + 1)
     return page if total is None else page.add_columns(total.label("total"))
+
+
+def _counted(request: SearchRequest, where: Where) -> Select[Any]:
+    """The matches found once, under every condition, as (res_id, created_seq): counted,
+    and the page's ids picked among them in created order; then those resources."""
+    assert request.resource_type is not None
+    matches = select(cur.c.res_id, cur.c.created_seq).where(*where.conds).cte("matches")
+    cursor = request.cursor
+    after = [] if cursor is None else [matches.c.created_seq > cursor.values[-1]]
+    picked = (
+        select(matches.c.res_id)
+        .where(*after)
+        .order_by(matches.c.created_seq)
+        .limit(request.count + 1)
+        .subquery()
+    )
+    total = select(func.count()).select_from(matches).scalar_subquery()
+    conds = [type_is(cur, request.resource_type), cur.c.res_id.in_(select(picked.c[0]))]
+    page = _frame((), request.snapshot is None, False).where(*conds).limit(request.count + 1)
+    return page.add_columns(total.label("total"))
 
 
 def _page(request: SearchRequest, conds: list[ColumnElement[bool]]) -> Select[Any]:
