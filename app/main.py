@@ -23,6 +23,7 @@ from app.fhir.bindings import check_required_bindings
 from app.fhir.context import Context, Plugins
 from app.fhir.outcomes import FhirError
 from app.fhir.references import check_references
+from app.fhir.repository import flush_new
 from app.fhir.search.extract import indexed_params
 from app.fhir.search.indexing import flush_index, index_on_write
 from app.fhir.shortcut import GetShortcut
@@ -47,7 +48,8 @@ def core_plugins() -> Plugins:
     plugins.validators.append(_bindings)
     plugins.validators.append(check_references)
     plugins.after_write.append(index_on_write)
-    plugins.flushers.append(flush_index)
+    # The new resources first: the rows flushed after them read their created_seq.
+    plugins.flushers += [flush_new, flush_index]
     register_validate(plugins)
     return plugins
 

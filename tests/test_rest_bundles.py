@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from sqlalchemy import event
+
+from tests.case_support import domain
 from tests.support import FHIR, patient
 
 # AuditEvents are written for every request (in the background): not counted.
@@ -143,3 +146,65 @@ async def test_conditional_update_and_delete(client, uid):
     r = await client.delete(f"/fhir/Patient?_id={pid}")
     assert r.status_code == 204
     assert (await client.get(f"/fhir/Patient/{pid}")).status_code == 410
+
+
+async def test_transaction_creates_are_written_together_and_seen_by_later_entries(
+    backend, client, uid
+):
+    """A transaction's creates are held and written in one statement; a rule that reads
+    an earlier entry (a domain plan's master plan) sees it, and the created order is
+    the entries' order."""
+    urn = "urn:uuid:{}-0000-4000-8000-" + uid[:12].ljust(12, "0")
+    pat, master, medical = (urn.format(n) for n in ("aaaaaaaa", "bbbbbbbb", "cccccccc"))
+    plan = {"resourceType": "CarePlan", "status": "active", "intent": "plan"}
+    entries = [
+        entry("POST", "Patient", patient(uid), pat),
+        entry("POST", "CarePlan", {**plan, "subject": {"reference": pat}}, master),
+        entry(
+            "POST",
+            "CarePlan",
+            {
+                **plan,
+                "subject": {"reference": pat},
+                "category": [domain("medical")],
+                "partOf": [{"reference": master}],
+            },
+            medical,
+        ),
+    ]
+    goals = [
+        {
+            "resourceType": "Goal",
+            "lifecycleStatus": "active",
+            "category": [domain("medical")],
+            "description": {"text": f"objectif {n} {uid}"},
+            "subject": {"reference": pat},
+        }
+        for n in range(4)
+    ]
+    entries += [entry("POST", "Goal", g) for g in goals]
+    inserts = []
+
+    def listener(_conn, _cursor, statement, parameters, *_args):
+        if "INSERT INTO resource_current" in statement and uid in str(parameters):
+            inserts.append(statement)
+
+    engine = backend.app.state.relais.engine
+    event.listen(engine.sync_engine, "before_cursor_execute", listener)
+    try:
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        r = await client.post("/fhir", json=bundle, headers=FHIR)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", listener)
+    assert r.status_code == 200, r.text
+    out = [e["resource"] for e in r.json()["entry"]]
+    # The rule read the master plan before the rest was written: two statements, one
+    # with the patient, one with the goals (and not one per resource, 5 with the uid).
+    assert len(inserts) == 2
+    pid = out[0]["id"]
+    assert out[2]["partOf"][0]["reference"] == f"CarePlan/{out[1]['id']}"
+    for resource in out:
+        got = await client.get(f"/fhir/{resource['resourceType']}/{resource['id']}")
+        assert got.status_code == 200 and got.json() == resource
+    found = (await client.get("/fhir/Goal", params={"subject": f"Patient/{pid}"})).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [g["id"] for g in out[3:]]

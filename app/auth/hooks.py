@@ -20,11 +20,18 @@ from app.auth.tables import access_grant
 from app.db.tables import resource_current as cur
 from app.fhir.context import Context, Stored
 from app.fhir.outcomes import FhirError
+from app.fhir.repository import settle
 from app.resources.domains import beneficiary_of
 
 
 async def access_hook(ctx: Context, stored: Stored) -> None:
     client = ctx.policy if isinstance(ctx.policy, ClientPolicy) else None
+    # For a client of all beneficiaries the row filter is its scopes, already checked.
+    must_see = (
+        client is not None and stored.resource is not None and not client.caller.all_beneficiaries
+    )
+    if stored.type in CASE_TYPES or must_see:
+        await settle(ctx)  # what follows reads the resources written so far
     if stored.type in CASE_TYPES:
         affected = sorted(
             {b for b in (stored.beneficiary, _beneficiary(stored.previous)) if b is not None}
@@ -40,8 +47,6 @@ async def access_hook(ctx: Context, stored: Stored) -> None:
             await rebuild_grants(ctx, beneficiary)
     if client is None:
         return
-    # For a client of all beneficiaries the row filter is its scopes, already checked.
-    must_see = stored.resource is not None and not client.caller.all_beneficiaries
     if must_see and not await _visible(ctx, client, stored):
         raise FhirError(
             403,

@@ -18,6 +18,7 @@ from app.auth.hooks import access_hook
 from app.auth.middleware import POLICY_KEY, AccessMiddleware
 from app.auth.service import AuthService
 from app.fhir.access import AccessPolicy
+from app.fhir.search.indexing import flush_index
 from app.state import AppState
 
 log = structlog.get_logger("relais.auth")
@@ -41,7 +42,8 @@ def install(app: FastAPI, state: AppState) -> None:
 
     state.policy_for = policy_for
     state.plugins.after_write += [access_hook, provenance_hook]
-    state.plugins.flushers.insert(0, flush_provenance)  # before the index flush
+    flushers = state.plugins.flushers
+    flushers.insert(flushers.index(flush_index), flush_provenance)  # it adds index rows
     state.capability_extras.append(lambda statement: _security(statement, service))
     # Before the FHIR routes: /fhir/.well-known/… would otherwise match /fhir/{type}/{id}.
     count = len(app.router.routes)

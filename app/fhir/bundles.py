@@ -245,6 +245,8 @@ async def process(
         hold_writes(ctx)  # one index and one Provenance write for the whole Bundle
         for n in order:
             entry = _rewrite(entries[n], mapping)
+            if not _creates(entry):
+                await flush_held(ctx)  # it may read what the entries before it wrote
             try:
                 result = await _run(ctx, entry, dispatch)
             except FhirError as err:
@@ -252,8 +254,8 @@ async def process(
                 err.expression = err.expression or [f"Bundle.entry[{n}]"]
                 raise
             results[n] = response_entry(result, with_resource)
-        await verify_references(ctx, ctx.extra.pop(DEFERRED))
         await flush_held(ctx)
+        await verify_references(ctx, ctx.extra.pop(DEFERRED))
     else:
         for n in order:
             try:
@@ -271,6 +273,12 @@ async def process(
         "entry": results,
     }
     return orjson.dumps(out)
+
+
+def _creates(entry: dict[str, Any]) -> bool:
+    """A plain create (POST to a type): it reads nothing another entry wrote."""
+    request = entry["request"]
+    return request["method"] == "POST" and "/" not in request["url"].strip("/")
 
 
 async def _run(ctx: Context, entry: dict[str, Any], dispatch: Dispatch) -> Any:

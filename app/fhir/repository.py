@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.db import raw
 from app.db.tables import resource_current as cur
 from app.db.tables import resource_version as ver
-from app.fhir.context import Context, Stored
+from app.fhir.context import Context, Stored, held, take_held
 
 
 @dataclass
@@ -39,12 +39,14 @@ async def read_current(
     ctx: Context, resource_type: str, res_id: str, interaction: str = "read"
 ) -> Any:
     """The current row when visible to the caller (deleted rows included)."""
+    await settle(ctx)
     visible = ctx.policy.row_filter(cur, resource_type, interaction)
     stmt = _cached(_READ_CURRENT, visible)
     return await raw.first(ctx.conn, stmt, {"rtype": resource_type, "rid": res_id})
 
 
 async def read_version(ctx: Context, resource_type: str, res_id: str, version: int) -> Any:
+    await settle(ctx)
     visible = ctx.policy.row_filter(ver, resource_type, "vread")
     stmt = _cached(_READ_VERSION, visible)
     params = {"rtype": resource_type, "rid": res_id, "vid": version}
@@ -80,6 +82,7 @@ async def lock_current(
     ctx: Context, resource_type: str, res_id: str, interaction: str
 ) -> Current | None:
     """Lock the current row for a write (PostgreSQL row lock; SQLite has one writer)."""
+    await settle(ctx)
     visible = ctx.policy.row_filter(cur, resource_type, interaction)
     stmt = select(
         cur.c.version,
@@ -110,8 +113,10 @@ async def write_version(
     beneficiary: str | None,
     domain: str | None,
 ) -> Stored:
-    """Append a version and make it current; then run the after-write hooks."""
+    """Append a version and make it current; then run the after-write hooks. A resource
+    created while writes are held is held too, and written with the others (flush_new)."""
     content = orjson.dumps(resource).decode() if resource is not None else None
+    pending = None if exists or method != "POST" else held(ctx, NEW)
     values = {
         "type": resource_type,
         "res_id": res_id,
@@ -122,7 +127,10 @@ async def write_version(
         "beneficiary": beneficiary,
         "domain": domain,
     }
-    if ctx.conn.dialect.name == "postgresql":
+    seq: int | None = None
+    if pending is not None and content is not None:
+        pending.append(NewVersion(resource_type, res_id, content, timestamp, beneficiary, domain))
+    elif ctx.conn.dialect.name == "postgresql":
         seq = await _write_pg(ctx.conn, values, method, exists)
     else:
         seq = await _write_core(ctx.conn, values, method, exists)
@@ -145,7 +153,8 @@ async def write_version(
 
 @dataclass
 class NewVersion:
-    """Version 1 of a resource written in bulk (server-made records, e.g. AuditEvents)."""
+    """Version 1 of a resource written in bulk: server-made records (AuditEvents), or the
+    creates of a unit of work."""
 
     type: str
     res_id: str
@@ -188,6 +197,26 @@ async def insert_new(conn: AsyncConnection, rows: list[NewVersion]) -> None:
         for row, seq in zip(values, inserted.scalars(), strict=True)
     ]
     await conn.execute(insert(cur), current)
+
+
+# --- new resources held while a unit of work runs -----------------------------------------
+# A transaction's creates are written with one statement, not one each. Whatever reads
+# resources inside the unit of work settles first: the repository's reads here, searches
+# (flush_held), the access hooks and the reference check.
+
+NEW = "repository.new"
+
+
+async def flush_new(ctx: Context) -> None:
+    """Flusher, the first: the held new resources, before the rows that follow them."""
+    await insert_new(ctx.conn, take_held(ctx, NEW))
+
+
+async def settle(ctx: Context) -> None:
+    """Write the held new resources, so that a read in the same unit of work sees them."""
+    pending = held(ctx, NEW)
+    if pending:
+        await flush_new(ctx)
 
 
 _PG_INSERT_NEW = text(
