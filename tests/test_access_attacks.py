@@ -105,11 +105,18 @@ async def test_chaining_and_has_through_forbidden_resources(backend, uid):
     case = await build_case(backend, uid)
     family = f"Martin-{uid}"
     # The outsider cannot use the Patient it cannot see as a stepping stone.
+    # Strict handling: a probe whose parameter were not applied would fail, not pass.
+    strict = {"Prefer": "handling=strict"}
     for url in (
-        f"/fhir/Task?for:Patient.family={family}&_total=accurate",
-        f"/fhir/Patient?_has:Task:for:status=requested&family={family}&_total=accurate",
+        f"/fhir/Task?subject:Patient.family={family}&_total=accurate",
+        f"/fhir/Patient?_has:Task:subject:status=requested&family={family}&_total=accurate",
     ):
-        assert (await case.outsider.http.get(url)).json()["total"] == 0, url
+        totals = []
+        for caller in (case.hospital, case.outsider):
+            r = await caller.http.get(url, headers=strict)
+            assert r.status_code == 200, r.text
+            totals.append(r.json()["total"])
+        assert totals[0] > 0 and totals[1] == 0, (url, totals)  # the hospital finds the case
     # The lawyer cannot probe medical values through _has or a chain from its records.
     probe = f"/fhir/Patient?_id={case.patient}&_has:Observation:subject:value-string=GCS 15"
     assert (await case.hospital.http.get(probe)).json()["total"] == 1
