@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, intersect, select
+from sqlalchemy import ColumnElement, Select, Subquery, column, func, intersect, select
 from sqlalchemy.sql.elements import True_
 
 from app.db import raw
@@ -145,34 +145,38 @@ def _picked(request: SearchRequest, where: Where, with_count: bool) -> Select[An
     if with_count:
         matches = rows.cte("matches")
         total = select(func.count()).select_from(matches).scalar_subquery()
-        res_id, created_seq = matches.c.res_id, matches.c.created_seq
-        rows = select(res_id, created_seq)
+        rows = select(picked_id, picked_seq).select_from(matches)
+        res_id, created_seq = picked_id, picked_seq
     cursor = request.cursor
     after = [] if cursor is None else [created_seq > cursor.values[-1]]
     picked = rows.where(*after).order_by(created_seq).limit(request.count + 1).subquery()
-    conds = [LIVE, type_is(cur, request.resource_type), cur.c.res_id.in_(select(picked.c[0]))]
-    page = _frame((), request.snapshot is None, False).where(*conds).limit(request.count + 1)
-    return page if total is None else page.add_columns(total.label("total"))
+    return _of_picked(request, picked, total)
 
 
 def _counted(request: SearchRequest, where: Where) -> Select[Any]:
     """The matches found once, under every condition, as (res_id, created_seq): counted,
     and the page's ids picked among them in created order; then those resources."""
-    assert request.resource_type is not None
     matches = select(cur.c.res_id, cur.c.created_seq).where(*where.conds).cte("matches")
     cursor = request.cursor
-    after = [] if cursor is None else [matches.c.created_seq > cursor.values[-1]]
-    picked = (
-        select(matches.c.res_id)
-        .where(*after)
-        .order_by(matches.c.created_seq)
-        .limit(request.count + 1)
-        .subquery()
-    )
+    after = [] if cursor is None else [picked_seq > cursor.values[-1]]
+    picked = select(picked_id).select_from(matches).where(*after).order_by(picked_seq)
     total = select(func.count()).select_from(matches).scalar_subquery()
-    conds = [type_is(cur, request.resource_type), cur.c.res_id.in_(select(picked.c[0]))]
+    return _of_picked(request, picked.limit(request.count + 1).subquery(), total)
+
+
+# The columns of the matches and picked subqueries, named without their subquery: the
+# column collection of a fresh subquery costs more to build than the rest of a search.
+picked_id = column("res_id", cur.c.res_id.type)
+picked_seq = column("created_seq", cur.c.created_seq.type)
+
+
+def _of_picked(request: SearchRequest, picked: Subquery, total: Any) -> Select[Any]:
+    """The page: the resources whose ids were picked, with the total when counted."""
+    assert request.resource_type is not None
+    ids = select(picked_id).select_from(picked)
+    conds = [LIVE, type_is(cur, request.resource_type), cur.c.res_id.in_(ids)]
     page = _frame((), request.snapshot is None, False).where(*conds).limit(request.count + 1)
-    return page.add_columns(total.label("total"))
+    return page if total is None else page.add_columns(total.label("total"))
 
 
 def _page(request: SearchRequest, conds: list[ColumnElement[bool]]) -> Select[Any]:
