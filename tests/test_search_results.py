@@ -80,6 +80,24 @@ async def test_include_revinclude_iterate_and_star(client, uid):
     assert {f"Patient/{pid}", f"Goal/{g1}", f"Goal/{g2}"} <= set(included(bundle))
 
 
+async def test_include_statements_are_reused_with_each_search_own_ids(client, uid):
+    """A round of includes is built once per shape and reused: each search still gets
+    the targets of its own matches, whichever came first."""
+    people = [await create(client, person(uid, f"Reuse{n}", "R")) for n in range(3)]
+    goals = [await create(client, goal(f"Patient/{pid}", f"r{n}")) for n, pid in enumerate(people)]
+    for _ in range(2):
+        for n, gid in enumerate(goals):
+            bundle = await search(client, "/fhir/Goal", {"_id": gid, "_include": "Goal:subject"})
+            assert included(bundle) == [f"Patient/{people[n]}"]
+        both = f"{goals[0]},{goals[2]}"
+        bundle = await search(client, "/fhir/Goal", {"_id": both, "_include": "Goal:subject"})
+        assert included(bundle) == sorted(f"Patient/{people[n]}" for n in (0, 2))
+        bundle = await search(
+            client, "/fhir/Patient", {"_id": people[1], "_revinclude": "Goal:subject"}
+        )
+        assert included(bundle) == [f"Goal/{goals[1]}"]
+
+
 async def test_deleted_targets_are_not_included(client, uid):
     pid = await create(client, person(uid, "Efface", "E"))
     gid = await create(client, goal(f"Patient/{pid}"))

@@ -6,8 +6,8 @@ than the query itself on a one-row read by primary key: about 0.17 ms of CPU aga
 compiled by it, so the SQL is the same as on the ordinary path; only the execution is
 ours:
 
-- `first`: a statement object reused across calls (the read by id), compiled once, its
-  varying values passed by name;
+- `first` and `every`: a statement object reused across calls (the read by id, a round
+  of includes), compiled once, its varying values passed by name;
 - `rows`: any statement (a search page), compiled once per SQLAlchemy cache key, the
   values taken from the key as SQLAlchemy's own statement cache does (the same
   internal calls as `Connection.execute`, SQLAlchemy 2.1).
@@ -83,6 +83,13 @@ def compiled_for(stmt: Select[Any], dialect: Dialect) -> Compiled:
 
 async def first(conn: AsyncConnection, stmt: Select[Any], params: dict[str, Any]) -> Any:
     """The first row of `stmt` (a statement object reused across calls), or None."""
+    found = await every(conn, stmt, params)
+    return found[0] if found else None
+
+
+async def every(conn: AsyncConnection, stmt: Select[Any], params: dict[str, Any]) -> list[Any]:
+    """Every row of `stmt`, a statement object reused across calls; values not in
+    `params` are those bound in the statement."""
     dialect = conn.dialect
     plan = compiled_for(stmt, dialect)
     args = []
@@ -91,7 +98,7 @@ async def first(conn: AsyncConnection, stmt: Select[Any], params: dict[str, Any]
         process = plan.binds.get(name)
         args.append(process(value) if process is not None else value)
     found = await _fetch(conn, plan.sql, args)
-    return _shape(plan.row, plan.results, found[0]) if found else None
+    return [_shape(plan.row, plan.results, row) for row in found]
 
 
 _BY_KEY: dict[Any, Any] = {}  # (dialect, SQLAlchemy cache key) -> compiled

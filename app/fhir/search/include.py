@@ -11,8 +11,26 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select, tuple_, union_all
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    TypeDecorator,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import False_
+from sqlalchemy.types import TypeEngine
 
 from app.db import raw
 from app.db.tables import resource_current as cur
@@ -79,6 +97,9 @@ def revinclude_values(resource_type: str) -> list[str]:
 
 
 # --- SQL ---------------------------------------------------------------------------------
+# One statement per round, built once for the specs, the frontier's types and the
+# caller's filters, and reused: the frontier's ids are one list parameter per type, so
+# SQLAlchemy neither builds, keys nor renders it again, and PostgreSQL keeps it prepared.
 
 
 def _reference_params(source: str) -> list[SearchParam]:
@@ -89,106 +110,137 @@ def _param_filter(spec: IncludeSpec) -> ColumnElement[bool]:
     return ref.param == spec.param.code if spec.param is not None else ref.param.is_not(None)
 
 
-def _seen_by_caller(ctx: Context, types: set[str]) -> ColumnElement[bool] | None:
-    """The row filter over resources of any of `types`; None when the caller sees all."""
-    allowed: list[ColumnElement[bool]] = []
-    open_all = True
-    for resource_type in sorted(types):
-        condition = visible(ctx, resource_type)
-        if isinstance(condition, False_):
-            open_all = False  # no scope covers the type: nothing of it is included
+def _ids_of(column: ColumnElement[str], resource_type: str, dialect: str) -> ColumnElement[bool]:
+    """`column` among the frontier's ids of a type, passed as the list parameter `ids_<type>`."""
+    param = bindparam(f"ids_{resource_type}", type_=IdList(), required=False)
+    if dialect == "postgresql":
+        return column == any_(param)
+    return column.in_(select(literal_column("value")).select_from(func.json_each(param)))
+
+
+class IdList(TypeDecorator[list[str]]):
+    """A list of ids as one parameter: a text[] on PostgreSQL, JSON text on SQLite."""
+
+    impl = String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(ARRAY(String()))
+        return dialect.type_descriptor(String())
+
+    def process_bind_param(self, value: list[str] | None, dialect: Dialect) -> Any:
+        return value if dialect.name == "postgresql" else orjson.dumps(value).decode()
+
+
+@dataclass(frozen=True)
+class Path:
+    """Reference rows a spec follows from the resources of one type of the frontier."""
+
+    condition: ColumnElement[bool]  # on search_reference, without the ids
+    frontier_type: str
+    reverse: bool
+
+
+@cache  # no ids in it: the paths of specs from a frontier of these types, reused
+def _paths(
+    specs: tuple[IncludeSpec, ...], types: frozenset[str]
+) -> tuple[tuple[Path, ...], frozenset[str]]:
+    """The paths the specs follow out of (or into) resources of `types`, and the types
+    they reach."""
+    paths: list[Path] = []
+    reached: set[str] = set()
+    for spec in specs:
+        if spec.reverse:
+            sources = [spec.source] if spec.source is not None else list(SUPPORTED_TYPES)
+            for source in sources:
+                params = [spec.param] if spec.param is not None else _reference_params(source)
+                targets = {t for p in params for t in reference_targets(p)} & types
+                if spec.target is not None:
+                    targets &= {spec.target}
+                if not targets:
+                    continue
+                reached.add(source)
+                condition = [_param_filter(spec)]
+                if spec.source is not None:
+                    condition.append(type_is(search_reference, source))
+                for target in sorted(targets):
+                    on = and_(*condition, ref.target_type == target)
+                    paths.append(Path(on, target, reverse=True))
             continue
-        if condition is not None:
-            open_all = False
-            condition = and_(type_is(cur, resource_type), condition)
-        allowed.append(type_is(cur, resource_type) if condition is None else condition)
-    if open_all:
-        return None
-    return or_(*allowed) if allowed else false()
-
-
-_LIVE_ROWS = select(cur.c.type, cur.c.res_id, cur.c.content).where(LIVE)
-_KEY = tuple_(cur.c.type, cur.c.res_id)
-
-
-def _live(ctx: Context, keys: Select[Any], types: set[str]) -> Select[Any] | None:
-    """resource_current rows whose (type, id) is in `keys`, as the caller sees them."""
-    stmt = _LIVE_ROWS.where(_KEY.in_(keys))
-    condition = _seen_by_caller(ctx, types)
-    if isinstance(condition, False_):
-        return None
-    return stmt if condition is None else stmt.where(condition)
-
-
-@cache  # no ids in it: one condition per source type and spec, reused
-def _path_from(source: str, spec: IncludeSpec) -> tuple[ColumnElement[bool], frozenset[str]] | None:
-    """The reference rows a spec follows out of resources of `source`, and their targets."""
-    params = [spec.param] if spec.param is not None else _reference_params(source)
-    targets = {t for p in params for t in reference_targets(p)}
-    if spec.target is not None:
-        targets &= {spec.target}
-    if not targets:
-        return None
-    condition = and_(
-        type_is(search_reference, source),
-        _param_filter(spec),
-        ref.target_type.in_(sorted(targets)),
-    )
-    return condition, frozenset(targets)
-
-
-def _forward(
-    ctx: Context, specs: list[IncludeSpec], frontier: dict[str, list[str]]
-) -> Select[Any] | None:
-    """What the frontier's references point at: one statement for every spec."""
-    paths: list[ColumnElement[bool]] = []
-    reached: set[str] = set()
-    for spec in specs:
-        sources = [spec.source] if spec.source is not None else list(frontier)
+        sources = [spec.source] if spec.source is not None else sorted(types)
         for source in sources:
-            ids = frontier.get(source)
-            if not ids:
+            if source not in types:
                 continue
-            path = _path_from(source, spec)
-            if path is None:
-                continue
-            condition, targets = path
-            reached |= targets
-            paths.append(and_(condition, ref.res_id.in_(ids)))
-    if not paths:
-        return None
-    keys = select(ref.target_type, ref.target_id).where(or_(*paths))
-    return _live(ctx, keys, reached)
-
-
-def _reverse(
-    ctx: Context, specs: list[IncludeSpec], frontier: dict[str, list[str]]
-) -> Select[Any] | None:
-    """What points at the frontier: one statement for every spec."""
-    paths: list[ColumnElement[bool]] = []
-    reached: set[str] = set()
-    for spec in specs:
-        sources = [spec.source] if spec.source is not None else list(SUPPORTED_TYPES)
-        for source in sources:
             params = [spec.param] if spec.param is not None else _reference_params(source)
-            targets = {t for p in params for t in reference_targets(p)} & set(frontier)
+            targets = {t for p in params for t in reference_targets(p)}
             if spec.target is not None:
                 targets &= {spec.target}
             if not targets:
                 continue
-            reached.add(source)
-            pointing = [
-                and_(ref.target_type == target, ref.target_id.in_(frontier[target]))
-                for target in sorted(targets)
-            ]
-            path = [_param_filter(spec), or_(*pointing)]
-            if spec.source is not None:
-                path.append(type_is(search_reference, source))
-            paths.append(and_(*path))
+            reached |= targets
+            on = and_(
+                type_is(search_reference, source),
+                _param_filter(spec),
+                ref.target_type.in_(sorted(targets)),
+            )
+            paths.append(Path(on, source, reverse=False))
+    return tuple(paths), frozenset(reached)
+
+
+def _seen_by_caller(ctx: Context, types: frozenset[str]) -> tuple[Any, ...]:
+    """Per type reached, in order: the caller's row filter, None when it sees all of it,
+    false() when no scope covers the type."""
+    return tuple(visible(ctx, resource_type) for resource_type in sorted(types))
+
+
+_LIVE_ROWS = select(cur.c.type, cur.c.res_id, cur.c.content).where(LIVE)
+_KEY = tuple_(cur.c.type, cur.c.res_id)
+_STATEMENTS = raw.IdentityCache()
+
+
+def _statement(
+    paths: tuple[Path, ...], reached: frozenset[str], seen: tuple[Any, ...], dialect: str
+) -> Select[Any] | None:
+    """resource_current rows at the other end of the paths, as the caller sees them."""
+    allowed: list[ColumnElement[bool]] = []
+    for resource_type, condition in zip(sorted(reached), seen, strict=True):
+        if isinstance(condition, False_):
+            continue  # no scope covers the type: nothing of it is included
+        if condition is None:
+            allowed.append(type_is(cur, resource_type))
+        else:
+            allowed.append(and_(type_is(cur, resource_type), condition))
+    if not allowed:
+        return None
+    selects = []
+    for reverse in (False, True):
+        ways = [p for p in paths if p.reverse is reverse]
+        if not ways:
+            continue
+        ends = (ref.type, ref.res_id) if reverse else (ref.target_type, ref.target_id)
+        near = ref.target_id if reverse else ref.res_id
+        on = [and_(p.condition, _ids_of(near, p.frontier_type, dialect)) for p in ways]
+        selects.append(select(*ends).where(or_(*on)))
+    keys = selects[0] if len(selects) == 1 else union_all(*selects)
+    stmt = _LIVE_ROWS.where(_KEY.in_(keys))
+    if any(c is not None for c in seen):  # some rows hidden: only those allowed
+        stmt = stmt.where(or_(*allowed))
+    return stmt.limit(MAX_INCLUDED)
+
+
+def _round_statement(
+    ctx: Context, specs: tuple[IncludeSpec, ...], types: frozenset[str]
+) -> Select[Any] | None:
+    """The statement of a round from a frontier of `types`; None when it reaches nothing."""
+    paths, reached = _paths(specs, types)
     if not paths:
         return None
-    keys = select(ref.type, ref.res_id).where(or_(*paths))
-    return _live(ctx, keys, reached)
+    dialect = ctx.conn.dialect.name
+    filters = _seen_by_caller(ctx, reached)
+    build = lambda: _statement(paths, reached, filters, dialect)  # noqa: E731
+    found: Select[Any] | None = _STATEMENTS.get(filters, build, specs, types, dialect)
+    return found
 
 
 async def fetch_includes(ctx: Context, specs: list[IncludeSpec], matches: list[Row]) -> list[Row]:
@@ -203,18 +255,16 @@ async def fetch_includes(ctx: Context, specs: list[IncludeSpec], matches: list[R
         by_type: dict[str, list[str]] = defaultdict(list)
         for rtype, rid, _content in frontier:
             by_type[rtype].append(rid)
-        forward = _forward(ctx, [s for s in active if not s.reverse], by_type)
-        reverse = _reverse(ctx, [s for s in active if s.reverse], by_type)
-        selects = [stmt for stmt in (forward, reverse) if stmt is not None]
-        if not selects:
+        stmt = _round_statement(ctx, tuple(active), frozenset(by_type))
+        if stmt is None:
             break
-        stmt = selects[0] if len(selects) == 1 else union_all(*selects)
-        rows = await raw.rows(ctx.conn, stmt.limit(MAX_INCLUDED))
+        params = {f"ids_{rtype}": ids for rtype, ids in by_type.items()}
+        rows = await raw.every(ctx.conn, stmt, params)
         frontier = []
         for row in rows:
-            key = (row[0], row[1])
-            if key not in seen:
-                seen.add(key)
+            row_key = (row[0], row[1])
+            if row_key not in seen:
+                seen.add(row_key)
                 frontier.append((row[0], row[1], row[2]))
         found += frontier
         active = [s for s in specs if s.iterate]
