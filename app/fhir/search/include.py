@@ -153,20 +153,22 @@ def _paths(
     for spec in specs:
         if spec.reverse:
             sources = [spec.source] if spec.source is not None else list(SUPPORTED_TYPES)
+            pointed: set[str] = set()
             for source in sources:
                 params = [spec.param] if spec.param is not None else _reference_params(source)
                 targets = {t for p in params for t in reference_targets(p)} & types
                 if spec.target is not None:
                     targets &= {spec.target}
-                if not targets:
-                    continue
-                reached.add(source)
-                condition = [_param_filter(spec)]
-                if spec.source is not None:
-                    condition.append(type_is(search_reference, source))
-                for target in sorted(targets):
-                    on = and_(*condition, ref.target_type == target)
-                    paths.append(Path(on, target, reverse=True))
+                if targets:
+                    reached.add(source)
+                    pointed |= targets
+            # Without a source type (`*`), one path per target serves every source.
+            condition = [_param_filter(spec)]
+            if spec.source is not None:
+                condition.append(type_is(search_reference, spec.source))
+            for target in sorted(pointed):
+                on = and_(*condition, ref.target_type == target)
+                paths.append(Path(on, target, reverse=True))
             continue
         sources = [spec.source] if spec.source is not None else sorted(types)
         for source in sources:
