@@ -189,12 +189,19 @@ async def insert_new(conn: AsyncConnection, rows: list[NewVersion]) -> None:
         }
         for r in rows
     ]
+    # RETURNING in any order, matched on (type, id), lets SQLAlchemy batch the rows; in
+    # parameter order it inserts them one at a time on SQLite.
     inserted = await conn.execute(
-        insert(ver).returning(ver.c.seq, sort_by_parameter_order=True), values
+        insert(ver).returning(ver.c.seq, ver.c.type, ver.c.res_id), values
     )
+    seqs = {(r.type, r.res_id): r.seq for r in inserted}
     current = [
-        {**{k: v for k, v in row.items() if k != "method"}, "seq": seq, "created_seq": seq}
-        for row, seq in zip(values, inserted.scalars(), strict=True)
+        {
+            **{k: v for k, v in row.items() if k != "method"},
+            "seq": seqs[(row["type"], row["res_id"])],
+            "created_seq": seqs[(row["type"], row["res_id"])],
+        }
+        for row in values
     ]
     await conn.execute(insert(cur), current)
 
