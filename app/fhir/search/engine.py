@@ -125,7 +125,7 @@ async def search(
     more = len(rows) > request.count
     _remember(request, more)
     rows = rows[: request.count]
-    if request.cursor is not None and request.cursor.before:
+    if request.backward:
         rows.reverse()
     page.matches = [(r[0], r[1], r[2]) for r in rows]
     _paging_links(page, request, rows, more)
@@ -144,7 +144,7 @@ async def search(
 def _paging_links(page: SearchPage, request: SearchRequest, rows: list[Any], more: bool) -> None:
     """self as asked; first, previous and next under the snapshot of the first page."""
     cursor = request.cursor
-    backward = cursor is not None and cursor.before
+    backward = request.backward
     snapshot = request.snapshot
     if snapshot is None and rows:
         snapshot = int(rows[0].snap or 0)

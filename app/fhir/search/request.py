@@ -39,6 +39,11 @@ class SearchRequest:
     applied: list[tuple[str, str]] = field(default_factory=list)  # in the order given
     ignored: list[str] = field(default_factory=list)  # "name: why"
 
+    @property
+    def backward(self) -> bool:
+        """A page before the cursor (a `previous` link): read in reverse order."""
+        return self.cursor is not None and self.cursor.before
+
 
 def whole_number(name: str, value: str) -> int:
     if not value.isdigit() or len(value) > 18:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Subquery, column, func, intersect, select
+from sqlalchemy import ColumnElement, Select, column, func, intersect, select
 from sqlalchemy.sql.elements import True_
 
 from app.db import raw
@@ -61,9 +61,7 @@ def where(ctx: Context, request: SearchRequest, interaction: str, *, from_index:
     sees_all = isinstance(allowed, True_)
     if not sees_all:
         conds.append(allowed)
-    cursor = request.cursor
-    pickable = from_index and sees_all and not request.sort
-    pickable = pickable and (cursor is None or not cursor.before)
+    pickable = from_index and sees_all and not request.sort and not request.backward
     filters = Filters(ctx)
     found = Where(conds, sees_all, [], len(conds))
     for criterion in request.criteria:
@@ -105,8 +103,7 @@ def page_statement(request: SearchRequest, where: Where, with_count: bool) -> Se
         return _picked(request, where, with_count)
     if not with_count:
         return _page(request, where.conds)
-    cursor = request.cursor
-    if not request.sort and request.resource_type and (cursor is None or not cursor.before):
+    if not request.sort and request.resource_type and not request.backward:
         return _counted(request, where)
     ids = where.id_queries
     if (
@@ -141,27 +138,20 @@ def _picked(request: SearchRequest, where: Where, with_count: bool) -> Select[An
     if request.snapshot is not None:
         rows = rows.where(created_seq <= request.snapshot)
     rows = rows.distinct()  # a resource may have several matching rows, with one created_seq
-    total = None
-    if with_count:
-        matches = rows.cte("matches")
-        total = select(func.count()).select_from(matches).scalar_subquery()
-        rows = select(picked_id, picked_seq).select_from(matches)
-        res_id, created_seq = picked_id, picked_seq
-    cursor = request.cursor
-    after = [] if cursor is None else [created_seq > cursor.values[-1]]
-    picked = rows.where(*after).order_by(created_seq).limit(request.count + 1).subquery()
-    return _of_picked(request, picked, total)
+    if not with_count:
+        return _of_picked(request, rows, created_seq, None)
+    matches = rows.cte("matches")
+    total = select(func.count()).select_from(matches).scalar_subquery()
+    counted: Select[Any] = select(picked_id, picked_seq).select_from(matches)
+    return _of_picked(request, counted, picked_seq, total)
 
 
 def _counted(request: SearchRequest, where: Where) -> Select[Any]:
     """The matches found once, under every condition, as (res_id, created_seq): counted,
     and the page's ids picked among them in created order; then those resources."""
     matches = select(cur.c.res_id, cur.c.created_seq).where(*where.conds).cte("matches")
-    cursor = request.cursor
-    after = [] if cursor is None else [picked_seq > cursor.values[-1]]
-    picked = select(picked_id).select_from(matches).where(*after).order_by(picked_seq)
     total = select(func.count()).select_from(matches).scalar_subquery()
-    return _of_picked(request, picked.limit(request.count + 1).subquery(), total)
+    return _of_picked(request, select(picked_id).select_from(matches), picked_seq, total)
 
 
 # The columns of the matches and picked subqueries, named without their subquery: the
@@ -170,9 +160,15 @@ picked_id = column("res_id", cur.c.res_id.type)
 picked_seq = column("created_seq", cur.c.created_seq.type)
 
 
-def _of_picked(request: SearchRequest, picked: Subquery, total: Any) -> Select[Any]:
-    """The page: the resources whose ids were picked, with the total when counted."""
+def _of_picked(
+    request: SearchRequest, rows: Select[Any], created_seq: ColumnElement[Any], total: Any
+) -> Select[Any]:
+    """The page: the ids of `rows` (res_id first) picked in created order after the
+    cursor, then those resources, with the total when counted."""
     assert request.resource_type is not None
+    cursor = request.cursor
+    after = [] if cursor is None else [created_seq > cursor.values[-1]]
+    picked = rows.where(*after).order_by(created_seq).limit(request.count + 1).subquery()
     ids = select(picked_id).select_from(picked)
     conds = [LIVE, type_is(cur, request.resource_type), cur.c.res_id.in_(ids)]
     page = _frame((), request.snapshot is None, False).where(*conds).limit(request.count + 1)
@@ -182,8 +178,7 @@ def _of_picked(request: SearchRequest, picked: Subquery, total: Any) -> Select[A
 def _page(request: SearchRequest, conds: list[ColumnElement[bool]]) -> Select[Any]:
     """The page query: matches, their sort values and created_seq (the cursor), the snapshot."""
     cursor = request.cursor
-    backward = cursor is not None and cursor.before
-    stmt = _frame(tuple(request.sort), request.snapshot is None, backward).where(*conds)
+    stmt = _frame(tuple(request.sort), request.snapshot is None, request.backward).where(*conds)
     if cursor is not None:
         keys = [(key.expression, key.descending) for key in request.sort]
         stmt = stmt.where(beyond([*keys, (cur.c.created_seq, False)], cursor))
