@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import orjson
@@ -142,6 +142,13 @@ class Path:
     reverse: bool
 
 
+def _targets(spec: IncludeSpec, source: str) -> set[str]:
+    """The types the spec's references out of resources of `source` may point at."""
+    params = [spec.param] if spec.param is not None else _reference_params(source)
+    targets = {t for p in params for t in reference_targets(p)}
+    return targets & {spec.target} if spec.target is not None else targets
+
+
 @cache  # no ids in it: the paths of specs from a frontier of these types, reused
 def _paths(
     specs: tuple[IncludeSpec, ...], types: frozenset[str]
@@ -155,10 +162,7 @@ def _paths(
             sources = [spec.source] if spec.source is not None else list(SUPPORTED_TYPES)
             pointed: set[str] = set()
             for source in sources:
-                params = [spec.param] if spec.param is not None else _reference_params(source)
-                targets = {t for p in params for t in reference_targets(p)} & types
-                if spec.target is not None:
-                    targets &= {spec.target}
+                targets = _targets(spec, source) & types
                 if targets:
                     reached.add(source)
                     pointed |= targets
@@ -174,10 +178,7 @@ def _paths(
         for source in sources:
             if source not in types:
                 continue
-            params = [spec.param] if spec.param is not None else _reference_params(source)
-            targets = {t for p in params for t in reference_targets(p)}
-            if spec.target is not None:
-                targets &= {spec.target}
+            targets = _targets(spec, source)
             if not targets:
                 continue
             reached |= targets
@@ -240,7 +241,7 @@ def _round_statement(
         return None
     dialect = ctx.conn.dialect.name
     filters = _seen_by_caller(ctx, reached)
-    build = lambda: _statement(paths, reached, filters, dialect)  # noqa: E731
+    build = partial(_statement, paths, reached, filters, dialect)
     found: Select[Any] | None = _STATEMENTS.get(filters, build, specs, types, dialect)
     return found
 
