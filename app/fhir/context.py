@@ -19,7 +19,6 @@ class Stored:
     type: str
     id: str
     version: int
-    seq: int | None  # None while the write is held (repository.flush_new)
     last_updated: datetime
     method: str
     resource: dict[str, Any] | None  # None when deleted

@@ -127,18 +127,16 @@ async def write_version(
         "beneficiary": beneficiary,
         "domain": domain,
     }
-    seq: int | None = None
     if pending is not None and content is not None:
         pending.append(NewVersion(resource_type, res_id, content, timestamp, beneficiary, domain))
     elif ctx.conn.dialect.name == "postgresql":
-        seq = await _write_pg(ctx.conn, values, method, exists)
+        await _write_pg(ctx.conn, values, method, exists)
     else:
-        seq = await _write_core(ctx.conn, values, method, exists)
+        await _write_core(ctx.conn, values, method, exists)
     stored = Stored(
         type=resource_type,
         id=res_id,
         version=version,
-        seq=seq,
         last_updated=timestamp,
         method=method,
         resource=resource,
@@ -195,14 +193,11 @@ async def insert_new(conn: AsyncConnection, rows: list[NewVersion]) -> None:
         insert(ver).returning(ver.c.seq, ver.c.type, ver.c.res_id), values
     )
     seqs = {(r.type, r.res_id): r.seq for r in inserted}
-    current = [
-        {
-            **{k: v for k, v in row.items() if k != "method"},
-            "seq": seqs[(row["type"], row["res_id"])],
-            "created_seq": seqs[(row["type"], row["res_id"])],
-        }
-        for row in values
-    ]
+    current = []
+    for row in values:
+        seq = seqs[(row["type"], row["res_id"])]
+        fields = {k: v for k, v in row.items() if k != "method"}
+        current.append({**fields, "seq": seq, "created_seq": seq})
     await conn.execute(insert(cur), current)
 
 
@@ -241,7 +236,7 @@ _PG_INSERT_NEW = text(
 
 async def _write_core(
     conn: AsyncConnection, values: dict[str, Any], method: str, exists: bool
-) -> int:
+) -> None:
     inserted = await conn.execute(insert(ver).values(method=method, **values).returning(ver.c.seq))
     seq = int(inserted.scalar_one())
     if exists:
@@ -249,7 +244,6 @@ async def _write_core(
         await conn.execute(update(cur).where(*where).values(seq=seq, **values))
     else:
         await conn.execute(insert(cur).values(seq=seq, created_seq=seq, **values))
-    return seq
 
 
 # PostgreSQL: the version and the current row in one statement, sent straight to the
@@ -272,23 +266,23 @@ _PG_VERSION = (
 _PG_NEW = _PG_VERSION + (
     "INSERT INTO resource_current (type, res_id, version, last_updated, deleted, content, "
     "beneficiary, domain, seq, created_seq) "
-    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, v.seq, v.seq FROM v RETURNING seq"
+    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, v.seq, v.seq FROM v"
 )
 _PG_NEXT = _PG_VERSION + (
     "UPDATE resource_current c SET version = $3, last_updated = $4, deleted = $5, "
     "content = $6, beneficiary = $7, domain = $8, seq = v.seq FROM v "
-    "WHERE c.type = $1 AND c.res_id = $2 RETURNING v.seq"
+    "WHERE c.type = $1 AND c.res_id = $2"
 )
 
 
 async def _write_pg(
     conn: AsyncConnection, values: dict[str, Any], method: str, exists: bool
-) -> int:
+) -> None:
     driver = await raw.driver_of(conn)
     args = [*(values[name] for name in _PG_COLUMNS), method]
     sql = _PG_NEXT if exists else _PG_NEW
     raw.announce(conn, sql, args)
-    return int(await driver.fetchval(sql, *args))
+    await driver.execute(sql, *args)
 
 
 async def count_visible(ctx: Context, resource_type: str) -> int:
