@@ -74,7 +74,7 @@ def test_openapi_is_current():
 async def test_migrations_give_the_planner_statistics_on_the_index(backend):
     """PostgreSQL: extended statistics over (type, param, value) of the index tables, so
     that AuditEvents, which fill most of them, do not hide the other types from ANALYZE."""
-    assert await backend.scalar("SELECT version_num FROM alembic_version") == "0005"
+    assert await backend.scalar("SELECT version_num FROM alembic_version") == "0006"
     if backend.name != "postgres":
         return  # SQLite keeps no extended statistics
     names = "SELECT count(*) FROM pg_statistic_ext WHERE stxname LIKE 'st_search_%'"
@@ -85,3 +85,9 @@ async def test_migrations_give_the_planner_statistics_on_the_index(backend):
         "WHERE indexname = 'ix_search_string_value'"
     )
     assert await backend.scalar(covering) is True
+    # 0006: the reference lookups of a _has read the index alone.
+    source = (
+        "SELECT indexdef LIKE '%(type, res_id, param) INCLUDE (target_type, target_id, "
+        "target_seq)' FROM pg_indexes WHERE indexname = 'ix_search_reference_source'"
+    )
+    assert await backend.scalar(source) is True

@@ -217,3 +217,59 @@ async def test_has_never_counts_a_deleted_target(client, uid):
     assert not [link for link in page2["link"] if link["relation"] == "next"]
     bundle = await search(client, "/fhir/Patient", {**has, "_summary": "count"})
     assert bundle["total"] == 2
+
+
+def care_team(subject: str, organization: str) -> dict[str, Any]:
+    return {
+        "resourceType": "CareTeam",
+        "subject": {"reference": subject},
+        "participant": [{"member": {"reference": f"Organization/{organization}"}}],
+    }
+
+
+async def has_pages(client: Any, has: dict[str, str]) -> tuple[list[str], int]:
+    """Every match of a _has, one per page, and the total of the first page."""
+    first = await search(client, "/fhir/Patient", {**has, "_count": "1"})
+    found, bundle = matches(first), first
+    while nxt := [link["url"] for link in bundle["link"] if link["relation"] == "next"]:
+        assert len(found) <= first["total"], found  # a page repeated: the order is broken
+        bundle = await search(client, nxt[0].removeprefix("http://relais.test"))
+        found += matches(bundle)
+    return found, first["total"]
+
+
+async def test_has_pages_its_targets_in_their_created_order(client, uid):
+    """The page order of _has is that of the targets' creation, not of the sources that
+    point at them; the first page read plainly and then counted agree."""
+    hospital = await create(client, {"resourceType": "Organization", "name": f"CHU {uid}"})
+    patients = [await create(client, person(uid, f"Ordre{n}", "O")) for n in range(3)]
+    for pid in reversed(patients):
+        await create(client, care_team(f"Patient/{pid}", hospital))
+    await create(client, care_team(f"Patient/{patients[1]}", hospital))  # twice, listed once
+    has = {"_has:CareTeam:subject:participant": f"Organization/{hospital}"}
+    for _ in range(2):  # the second one is read as a large result: picked and counted
+        assert await has_pages(client, has) == (patients, 3)
+
+
+async def test_has_finds_a_target_created_after_the_reference(client, uid):
+    """An absolute reference under the base may name a resource that does not exist yet;
+    once it is created, _has finds it, in its place, and a restored target comes back."""
+    hospital = await create(client, {"resourceType": "Organization", "name": f"CHU {uid}"})
+    early = await create(client, person(uid, "Tot", "T"))
+    late = f"tard-{uid}"
+    await create(client, care_team(f"http://relais.test/fhir/Patient/{late}", hospital))
+    await create(client, care_team(f"Patient/{early}", hospital))
+    has = {"_has:CareTeam:subject:participant": f"Organization/{hospital}"}
+    for _ in range(2):
+        assert await has_pages(client, has) == ([early], 1)
+    r = await client.put(f"/fhir/Patient/{late}", json={**person(uid, "Tard", "T"), "id": late})
+    assert r.status_code == 201, r.text
+    for _ in range(2):
+        assert await has_pages(client, has) == ([early, late], 2)
+    assert (await client.delete(f"/fhir/Patient/{early}")).status_code == 204
+    for _ in range(2):
+        assert await has_pages(client, has) == ([late], 1)
+    back = {**person(uid, "Tot", "T"), "id": early}
+    assert (await client.put(f"/fhir/Patient/{early}", json=back)).status_code in (200, 201)
+    for _ in range(2):  # restored: created first, listed first
+        assert await has_pages(client, has) == ([early, late], 2)

@@ -262,6 +262,26 @@ async def test_reindex_command(backend, client, uid, monkeypatch):
     assert result.exit_code == 2
 
 
+async def test_reference_rows_carry_their_target_place(backend, client, uid):
+    """A reference row carries its target's created_seq, as written and after a reindex
+    of its resource's type: what _has pages by."""
+    pid = await create(client, person(uid, "Cible", "C"))
+    gid = await create(client, goal(f"Patient/{pid}"))
+    engine = backend.app.state.relais.engine
+    ref = TABLES["reference"]
+    query = select(ref.c.target_seq).where(
+        ref.c.type == "Goal", ref.c.res_id == gid, ref.c.param == "subject"
+    )
+    own, _ = await index_places(engine, pid)
+    async with engine.connect() as conn:
+        assert (await conn.scalars(query)).all() == [own]
+    env = {"RELAIS_DATABASE_URL": backend.url, "RELAIS_BASE_URL": backend.settings.base_url}
+    result = await asyncio.to_thread(CliRunner().invoke, cli, ["reindex", "Goal"], env=env)
+    assert result.exit_code == 0, result.output
+    async with engine.connect() as conn:
+        assert (await conn.scalars(query)).all() == [own]
+
+
 async def test_conformance_resources_are_indexed(client):
     # Stored at start by the case model, through the engine: searchable like any other.
     bundle = await search(

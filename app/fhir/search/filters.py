@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     and_,
     false,
+    func,
     or_,
     select,
     tuple_,
@@ -62,12 +63,22 @@ def visible(ctx: Context, resource_type: str) -> Condition | None:
 
 @dataclass(frozen=True)
 class InOrder:
-    """The index rows of one criterion: (res_id, created_seq), a resource possibly more
-    than once; the same as an id subquery; and their table, for its columns."""
+    """The index rows that decide one criterion, as (res_id, created_seq), a resource
+    possibly more than once; the same as an id subquery; and those two columns, for the
+    conditions added to the rows."""
 
     rows: Select[Any]
-    ids: Select[Any]
-    table: Table
+    ids: IdQuery
+    res_id: ColumnElement[Any]
+    created_seq: ColumnElement[Any]
+
+
+# _has reads its targets from the sources' reference rows: `link`. Its targets' liveness
+# is checked against the deleted resources (`dead`, a small partial index); `target`
+# gives the created_seq of a target the row was written before.
+_LINK = search_reference.alias("link")
+_DEAD = cur.alias("dead")
+_TARGET = cur.alias("target")
 
 
 class Filters:
@@ -100,7 +111,10 @@ class Filters:
         return _having_rows(criterion.resource_type, _matching(criterion))
 
     def ids_in_order(self, criterion: Criterion) -> InOrder | None:
-        """The index rows a plain criterion keeps, when they all come from one table."""
+        """The index rows a plain criterion keeps, when they all come from one table; the
+        reference rows of a _has."""
+        if isinstance(criterion, Has):
+            return self._has_in_order(criterion)
         if criterion.resource_type is None or not _is_plain(criterion):
             return None
         assert isinstance(criterion, Match)
@@ -110,7 +124,8 @@ class Filters:
         table = TABLES[kind]
         where = (condition, type_is(table, criterion.resource_type))
         rows = select(table.c.res_id, table.c.created_seq).where(*where)
-        return InOrder(rows, select(table.c.res_id).where(*where), table)
+        ids = select(table.c.res_id).where(*where)
+        return InOrder(rows, ids, table.c.res_id, table.c.created_seq)
 
     def ids(self, resource_type: str, criterion: Criterion) -> IdQuery:
         """Ids of the resources of a type, visible to the caller, that match."""
@@ -146,6 +161,33 @@ class Filters:
             ref.target_type == has.resource_type,
             ref.res_id.in_(self.ids(has.source_type, has.inner)),
         )
+
+    def _has_in_order(self, has: Has) -> InOrder:
+        """The targets of a _has, with their created_seq, from the sources' reference rows
+        alone: a row written before its target existed looks the target up; a deleted
+        target is left out."""
+        link = _LINK.c
+        looked_up = (
+            select(_TARGET.c.created_seq)
+            .where(_TARGET.c.type == has.resource_type, _TARGET.c.res_id == link.target_id)
+            .scalar_subquery()
+        )
+        created_seq = func.coalesce(link.target_seq, looked_up).label("created_seq")
+        deleted = (
+            select(_DEAD.c.res_id)
+            .where(_DEAD.c.deleted, _DEAD.c.type == has.resource_type)
+            .where(_DEAD.c.res_id == link.target_id)
+            .correlate(_LINK)
+        )
+        rows = select(link.target_id.label("res_id"), created_seq).where(
+            link.type == has.source_type,
+            link.param == has.param.code,
+            link.target_type == has.resource_type,
+            link.res_id.in_(self.ids(has.source_type, has.inner)),
+            ~deleted.exists(),
+            created_seq.is_not(None),
+        )
+        return InOrder(rows, self._has(has), link.target_id, created_seq)
 
 
 def _having_rows(resource_type: str | None, where: list[tuple[str, Condition]]) -> IdQuery:

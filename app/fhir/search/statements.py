@@ -130,9 +130,8 @@ def _picked(request: SearchRequest, where: Where, with_count: bool) -> Select[An
     order, the other criteria as id subqueries; then those resources."""
     assert where.in_order is not None and request.resource_type is not None
     rows = where.in_order.rows
-    columns = where.in_order.table.c
-    res_id: ColumnElement[Any] = columns.res_id
-    created_seq: ColumnElement[Any] = columns.created_seq
+    res_id = where.in_order.res_id
+    created_seq = where.in_order.created_seq
     for ids in where.id_queries[1:]:
         rows = rows.where(res_id.in_(ids))
     if request.snapshot is not None:

@@ -3,7 +3,8 @@
 Every row carries the resource it belongs to (type, res_id), the parameter code
 and the resource's created_seq (its place in the default page order, so a page can be
 picked from the index alone). Lookups go through (type, param, value…) indexes;
-(type, res_id) serves the delete on update.
+(type, res_id) serves the delete on update. A reference row also carries its target's
+created_seq, so _has finds its matches and their order without reading the targets.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ from app.db.tables import SeqType, UTCDateTime, resource_current
 from app.fhir.search.extract import MAX_INDEXED, CompositeRow, IndexRows, index_kinds
 
 
-def _table(name: str, *items: SchemaItem) -> Table:
-    """An index table: the resource, the parameter code, then its own columns and indexes."""
+def _table(name: str, *items: SchemaItem, by_resource: bool = True) -> Table:
+    """An index table: the resource, the parameter code, then its own columns and indexes;
+    (type, res_id) indexed unless the table's own indexes start with it."""
+    extra = [Index(f"ix_{name}_res", "type", "res_id")] if by_resource else []
     return Table(
         name,
         metadata,
@@ -50,7 +53,7 @@ def _table(name: str, *items: SchemaItem) -> Table:
         # Copied from resource_current when the row is written (see _insert_cte).
         Column("created_seq", SeqType, nullable=False),
         *items,
-        Index(f"ix_{name}_res", "type", "res_id"),
+        *extra,
     )
 
 
@@ -90,10 +93,30 @@ search_reference = _table(
     Column("target_id", String(64)),
     Column("target_version", String(64)),
     Column("url", String),  # absolute / external URL, or canonical without |version
-    Index("ix_search_reference_param", "type", "param", "target_type", "target_id"),
+    # The target's created_seq, copied as the row is written (see _insert_cte); NULL when
+    # the target did not exist then. It never changes: an update keeps created_seq.
+    Column("target_seq", SeqType),
+    # PostgreSQL: a chain or _has reads the source ids of the rows it finds from here.
+    Index(
+        "ix_search_reference_param",
+        "type",
+        "param",
+        "target_type",
+        "target_id",
+        postgresql_include=["res_id"],
+    ),
     Index("ix_search_reference_url", "type", "param", "url"),
-    # _revinclude, _has and "who points at this resource".
+    # _revinclude and "who points at this resource".
     Index("ix_search_reference_target", "target_type", "target_id"),
+    # _has: from a source to its targets through one parameter, the index alone.
+    Index(
+        "ix_search_reference_source",
+        "type",
+        "res_id",
+        "param",
+        postgresql_include=["target_type", "target_id", "target_seq"],
+    ),
+    by_resource=False,
 )
 
 search_date = _table(
@@ -141,6 +164,14 @@ search_composite = _table(
 
 # Searches page through resource_current in creation order, per type.
 Index("ix_resource_current_type_created", resource_current.c.type, resource_current.c.created_seq)
+# The deleted resources only (few): _has checks its targets against them.
+Index(
+    "ix_resource_current_deleted",
+    resource_current.c.type,
+    resource_current.c.res_id,
+    postgresql_where=resource_current.c.deleted,
+    sqlite_where=text("deleted = 1"),  # as SQLAlchemy writes the condition on SQLite
+)
 
 TABLES: dict[str, Table] = {
     "token": search_token,
@@ -161,18 +192,29 @@ def _delete(table: Table) -> Delete:
 
 
 _DELETES: dict[str, Delete] = {kind: _delete(table) for kind, table in TABLES.items()}
-# The created_seq of the resource, looked up as each row goes in.
-_CREATED = (
-    select(resource_current.c.created_seq)
-    .where(
-        resource_current.c.type == bindparam("k_type"),
-        resource_current.c.res_id == bindparam("k_res_id"),
+
+
+def _created(type_key: str, id_key: str) -> Any:
+    """The created_seq of a resource, looked up as a row goes in."""
+    return (
+        select(resource_current.c.created_seq)
+        .where(
+            resource_current.c.type == bindparam(type_key),
+            resource_current.c.res_id == bindparam(id_key),
+        )
+        .scalar_subquery()
     )
-    .scalar_subquery()
-)
+
+
+_CREATED = _created("k_type", "k_res_id")
 _INSERTS: dict[str, Insert] = {
     kind: table.insert().values(created_seq=_CREATED) for kind, table in TABLES.items()
 }
+_INSERTS["reference"] = search_reference.insert().values(
+    created_seq=_CREATED, target_seq=_created("k_target_type", "k_target_id")
+)
+# Columns filled by a lookup as the row goes in, not sent with it.
+_LOOKED_UP = ("created_seq", "target_seq")
 
 
 def _composite_dict(resource_type: str, res_id: str, row: CompositeRow) -> dict[str, Any]:
@@ -262,6 +304,8 @@ def _row_dict(kind: str, resource_type: str, res_id: str, row: Any) -> dict[str,
     key = {"k_type": resource_type, "k_res_id": res_id}
     if kind == "composite":
         return {**_composite_dict(resource_type, res_id, row), **key}
+    if kind == "reference":
+        key["k_target_type"], key["k_target_id"] = row.target_type, row.target_id
     return {"type": resource_type, "res_id": res_id, **row._asdict(), **key}
 
 
@@ -292,18 +336,29 @@ def _cast(kind: str, name: str, position: int) -> str:
 
 def _insert_cte(kind: str) -> str:
     """INSERT … SELECT FROM the elements of a JSON array of rows: any number, one text.
-    created_seq comes from the resource's current row, written earlier in the transaction."""
+    created_seq comes from the resource's current row, written earlier in the transaction;
+    a reference's target_seq from its target's."""
     table = TABLES[kind]
-    names = [c.name for c in table.columns if c.name != "created_seq"]
-    values = ", ".join(_cast(kind, name, n) for n, name in enumerate(names))
-    quoted = ", ".join(f'"{name}"' for name in names)
+    names = [c.name for c in table.columns if c.name not in _LOOKED_UP]
+    values = [_cast(kind, name, n) for n, name in enumerate(names)]
+    quoted = [f'"{name}"' for name in names]
     # A subquery per row, not a join: the planner would hash-join a small table whole.
-    created = (
-        "(SELECT c.created_seq FROM resource_current c WHERE c.type = r->>0 AND c.res_id = r->>1)"
-    )
+    quoted.append("created_seq")
+    values.append(_seq_of("r->>0", "r->>1"))
+    if kind == "reference":
+        quoted.append("target_seq")
+        target = [_cast(kind, name, names.index(name)) for name in ("target_type", "target_id")]
+        values.append(_seq_of(*target))
     return (
-        f"i_{kind} AS (INSERT INTO {table.name} ({quoted}, created_seq) "
-        f"SELECT {values}, {created} FROM json_array_elements(CAST(:i_{kind} AS JSON)) AS r)"
+        f"i_{kind} AS (INSERT INTO {table.name} ({', '.join(quoted)}) "
+        f"SELECT {', '.join(values)} FROM json_array_elements(CAST(:i_{kind} AS JSON)) AS r)"
+    )
+
+
+def _seq_of(resource_type: str, res_id: str) -> str:
+    return (
+        f"(SELECT c.created_seq FROM resource_current c "
+        f"WHERE c.type = {resource_type} AND c.res_id = {res_id})"
     )
 
 
