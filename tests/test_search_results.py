@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy import event
 
+from app.fhir.search.parts import Built
 from tests.search_helpers import SYS, create, goal, included, matches, person, search, task
 
 WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE)\b")
@@ -331,3 +332,33 @@ async def test_count_comes_with_the_page_once_a_search_needs_it(backend, client,
         assert (statements, bundle["total"], len(matches(bundle))) == (expected, 5, 2)
     statements, bundle = await count_search_statements(backend, client, query(many, _total="none"))
     assert (statements, "total" in bundle) == (1, False)
+
+
+async def test_searches_alike_in_shape_share_one_statement(client, uid):
+    """A search's statement is built the first time its shape is seen; the same search
+    with other values builds nothing and finds what its own values match."""
+    people = {}
+    for family in ("Alpha", "Beta"):
+        pid = await create(client, person(uid, f"{family}{uid}", family[0]))
+        people[family] = (pid, await create(client, goal(f"Patient/{pid}", family)))
+
+    def queries(family: str) -> list[tuple[str, dict[str, str], str]]:
+        pid, gid = people[family]
+        name = f"{family}{uid}"
+        return [
+            ("/fhir/Patient", {"family": name}, pid),
+            ("/fhir/Patient", {"identifier": f"{SYS}|{uid}-{name}"}, pid),
+            ("/fhir/Goal", {"subject": f"Patient/{pid}", "_sort": "-_lastUpdated"}, gid),
+            ("/fhir/Goal", {"subject:Patient.family": name}, gid),
+            ("/fhir/Patient", {"_has:Goal:subject:_id": gid}, pid),
+            ("/fhir/Patient", {"_id": pid, "_lastUpdated": "ge2020-01-01"}, pid),
+        ]
+
+    async def run(family: str) -> int:
+        for path, params, expected in queries(family):
+            assert matches(await search(client, path, params)) == [expected], (path, params)
+        return Built.made
+
+    await run("Alpha")  # builds, and settles each shape's reading (small results)
+    settled = await run("Alpha")
+    assert await run("Beta") == settled

@@ -6,11 +6,9 @@ than the query itself on a one-row read by primary key: about 0.17 ms of CPU aga
 compiled by it, so the SQL is the same as on the ordinary path; only the execution is
 ours:
 
-- `first` and `every`: a statement object reused across calls (the read by id, a round
-  of includes), compiled once, its varying values passed by name;
-- `rows`: any statement (a search page), compiled once per SQLAlchemy cache key, the
-  values taken from the key as SQLAlchemy's own statement cache does (the same
-  internal calls as `Connection.execute`, SQLAlchemy 2.1).
+`first` and `every` take a statement object reused across calls (the read by id, a
+search page of one shape, a round of includes), compiled once, its varying values
+passed by name.
 """
 
 from __future__ import annotations
@@ -98,47 +96,9 @@ async def every(conn: AsyncConnection, stmt: Select[Any], params: dict[str, Any]
         process = plan.binds.get(name)
         args.append(process(value) if process is not None else value)
     found = await _fetch(conn, plan.sql, args)
+    if not any(plan.results):
+        return [plan.row._make(row) for row in found]
     return [_shape(plan.row, plan.results, row) for row in found]
-
-
-_BY_KEY: dict[Any, Any] = {}  # (dialect, SQLAlchemy cache key) -> compiled
-_MAX = 4096
-
-
-async def rows(conn: AsyncConnection, stmt: Any) -> list[Any]:
-    """Every row of a freshly built statement."""
-    dialect = conn.dialect
-    key = stmt._generate_cache_key()
-    if key is None:  # not cacheable: SQLAlchemy's own path
-        return list((await conn.execute(stmt)).all())
-    cache_key = (dialect.name, key.key)
-    found = _BY_KEY.get(cache_key)
-    if found is None:
-        if len(_BY_KEY) >= _MAX:
-            _BY_KEY.clear()
-        compiled: Any = stmt._compiler(dialect, cache_key=key, column_keys=[])
-        columns = compiled._result_columns
-        processors = tuple(col[3]._cached_result_processor(dialect, None) for col in columns)
-        made = namedtuple("Row", [col[0] for col in columns])  # type: ignore[misc]
-        found = _BY_KEY[cache_key] = (compiled, processors, made)
-    compiled, processors, make = found
-    params = compiled.construct_params(
-        extracted_parameters=key.bindparams,
-        escape_names=True,
-        _no_postcompile=True,
-        _collected_params=key.params,
-    )
-    state = compiled._process_parameters_for_postcompile(params)
-    binds = compiled._bind_processors
-    args = []
-    for name in state.positiontup or ():
-        value = state.parameters[name]
-        process = state.processors.get(name) or binds.get(name)
-        args.append(process(value) if process is not None else value)
-    found = await _fetch(conn, state.statement, args)
-    if not any(processors):
-        return [make._make(r) for r in found]
-    return [_shape(make, processors, r) for r in found]
 
 
 async def _fetch(conn: AsyncConnection, sql: str, args: list[Any]) -> list[Any]:

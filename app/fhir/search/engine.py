@@ -17,6 +17,7 @@ from app.fhir.outcomes import FhirError
 from app.fhir.search import statements
 from app.fhir.search.include import fetch_includes
 from app.fhir.search.paging import encode_cursor
+from app.fhir.search.parts import Part, join, statement
 from app.fhir.search.request import (
     DEFAULT_COUNT,
     MAX_COUNT,
@@ -82,9 +83,14 @@ def _remember(request: SearchRequest, more: bool) -> None:
         _LARGE[_shape(request)] = more
 
 
+async def _rows(ctx: Context, part: Part) -> list[Any]:
+    """The rows of a statement built once per shape, with this search's values."""
+    stmt, values = statement(part)
+    return await raw.every(ctx.conn, stmt, values)
+
+
 async def _count(ctx: Context, request: SearchRequest, where: statements.Where) -> int:
-    stmt = statements.count_statement(request, where)
-    return int((await raw.rows(ctx.conn, stmt))[0][0])
+    return int((await _rows(ctx, statements.count_statement(request, where)))[0][0])
 
 
 def _link(request: SearchRequest, snapshot: int | None, cursor: tuple[str, str] | None) -> Params:
@@ -121,7 +127,7 @@ async def search(
         page.self_params = _link(request, request.snapshot, None)
         return page
     with_count = large and request.total != "none"
-    rows = await raw.rows(ctx.conn, statements.page_statement(request, where, with_count))
+    rows = await _rows(ctx, statements.page_statement(request, where, with_count))
     more = len(rows) > request.count
     _remember(request, more)
     rows = rows[: request.count]
@@ -173,5 +179,6 @@ async def search_ids(
         raise FhirError(412, "invalid", "A conditional request needs at least one criterion")
     await flush_held(ctx)
     where = statements.where(ctx, request, "search-type", from_index=False)
-    stmt = select(cur.c.res_id).where(*where.conds).limit(limit)
-    return [r.res_id for r in await raw.rows(ctx.conn, stmt)]
+    conds = statements.all_of(where.conds)
+    found = join(lambda built: select(cur.c.res_id).where(*built).limit(limit), conds)
+    return [r.res_id for r in await _rows(ctx, found)]

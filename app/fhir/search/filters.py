@@ -1,4 +1,4 @@
-"""Criteria turned into SQL conditions on resource_current.
+"""Criteria turned into SQL conditions on resource_current, as Parts (parts.py).
 
 Each criterion becomes `res_id IN (SELECT res_id FROM <index table> WHERE …)`: the
 subqueries are uncorrelated, so both databases run them as semi-joins driven by
@@ -14,7 +14,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    CompoundSelect,
     Select,
     Table,
     and_,
@@ -31,13 +30,14 @@ from app.fhir.context import Context
 from app.fhir.outcomes import FhirError
 from app.fhir.search import match
 from app.fhir.search.criteria import Chain, Criterion, Has, Match
+from app.fhir.search.parts import Part, const, join, leaf
 from app.fhir.search.tables import TABLES, search_reference
 from app.fhir.search.values import DateValue, TokenValue
 
 Condition = ColumnElement[bool]
-IdQuery = Select[Any] | CompoundSelect  # a one-column (or type, id) subquery
 SEARCH = "search-type"
 LIVE = cur.c.deleted.is_(False)
+NOTHING = false()
 
 
 # Conditions that recur in every statement are built once.
@@ -56,7 +56,7 @@ def visible(ctx: Context, resource_type: str) -> Condition | None:
     try:
         ctx.policy.check_interaction(resource_type, SEARCH)
     except FhirError:
-        return false()
+        return NOTHING
     condition = ctx.policy.row_filter(cur, resource_type, SEARCH)
     return None if isinstance(condition, True_) else condition
 
@@ -67,8 +67,8 @@ class InOrder:
     possibly more than once; the same as an id subquery; and those two columns, for the
     conditions added to the rows."""
 
-    rows: Select[Any]
-    ids: IdQuery
+    rows: Part
+    ids: Part
     res_id: ColumnElement[Any]
     created_seq: ColumnElement[Any]
 
@@ -81,16 +81,21 @@ _DEAD = cur.alias("dead")
 _TARGET = cur.alias("target")
 
 
+def in_ids(ids: Part) -> Part:
+    """res_id IN (the ids)."""
+    return join(lambda found: cur.c.res_id.in_(found), ids)
+
+
 class Filters:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def condition(self, criterion: Criterion) -> Condition:
+    def condition(self, criterion: Criterion) -> Part:
         """A condition on the resource_current row being searched."""
         if isinstance(criterion, Chain):
-            return cur.c.res_id.in_(self._chain(criterion))
+            return in_ids(self._chain(criterion))
         if isinstance(criterion, Has):
-            return cur.c.res_id.in_(self._has(criterion))
+            return in_ids(self._has(criterion))
         if criterion.param.column is not None:
             return _column(criterion)
         if criterion.missing is not None:
@@ -99,7 +104,7 @@ class Filters:
         found = _having_rows(criterion.resource_type, _matching(criterion))
         return _not_in(criterion, found) if criterion.modifier == "not" else _in(criterion, found)
 
-    def matching_ids(self, criterion: Criterion) -> IdQuery | None:
+    def matching_ids(self, criterion: Criterion) -> Part | None:
         """The ids a criterion keeps, when it keeps only ids from the index (no :not,
         :missing or column criterion); those ids are all of live resources."""
         if isinstance(criterion, Chain):
@@ -122,87 +127,112 @@ class Filters:
         if more:
             return None
         table = TABLES[kind]
-        where = (condition, type_is(table, criterion.resource_type))
-        rows = select(table.c.res_id, table.c.created_seq).where(*where)
-        ids = select(table.c.res_id).where(*where)
+        of_type = type_is(table, criterion.resource_type)
+        rows = join(
+            lambda found: select(table.c.res_id, table.c.created_seq).where(found, of_type),
+            condition,
+        )
+        ids = join(lambda found: select(table.c.res_id).where(found, of_type), condition)
         return InOrder(rows, ids, table.c.res_id, table.c.created_seq)
 
-    def ids(self, resource_type: str, criterion: Criterion) -> IdQuery:
+    def ids(self, resource_type: str, criterion: Criterion) -> Part:
         """Ids of the resources of a type, visible to the caller, that match."""
-        condition = visible(self.ctx, resource_type)
-        if condition is None and _is_plain(criterion):
+        allowed = visible(self.ctx, resource_type)
+        if allowed is None and _is_plain(criterion):
             # Index rows exist only for live resources: the index subquery is enough.
             assert isinstance(criterion, Match)
             return _having_rows(resource_type, _matching(criterion))
-        stmt = select(cur.c.res_id).where(
-            type_is(cur, resource_type), LIVE, self.condition(criterion)
-        )
-        if condition is not None:
-            stmt = stmt.where(condition)
-        return stmt.correlate(None)
+        of_type = type_is(cur, resource_type)
 
-    def _chain(self, chain: Chain) -> Select[Any]:
-        ref = search_reference.c
-        branches = [
-            and_(ref.target_type == target, ref.target_id.in_(self.ids(target, inner)))
-            for target, inner in chain.targets
-        ]
-        return select(ref.res_id).where(
-            type_is(search_reference, chain.resource_type),
-            param_is(search_reference, chain.param.code),
-            or_(*branches),
+        def make(found: Condition) -> Select[Any]:
+            stmt = select(cur.c.res_id).where(of_type, LIVE, found)
+            if allowed is not None:
+                stmt = stmt.where(allowed)
+            return stmt.correlate(None)
+
+        return join(make, self.condition(criterion))
+
+    def _chain(self, chain: Chain) -> Part:
+        of_type = type_is(search_reference, chain.resource_type)
+        of_param = param_is(search_reference, chain.param.code)
+        return join(
+            lambda *branches: select(search_reference.c.res_id).where(
+                of_type, of_param, or_(*branches)
+            ),
+            *[self._branch(target, inner) for target, inner in chain.targets],
         )
 
-    def _has(self, has: Has) -> Select[Any]:
+    def _branch(self, target: str, inner: Criterion) -> Part:
         ref = search_reference.c
-        return select(ref.target_id).where(
-            type_is(search_reference, has.source_type),
-            param_is(search_reference, has.param.code),
-            ref.target_type == has.resource_type,
-            ref.res_id.in_(self.ids(has.source_type, has.inner)),
+        return join(
+            lambda ids: and_(ref.target_type == target, ref.target_id.in_(ids)),
+            self.ids(target, inner),
+        )
+
+    def _has(self, has: Has) -> Part:
+        ref = search_reference.c
+        of_type = type_is(search_reference, has.source_type)
+        of_param = param_is(search_reference, has.param.code)
+        target = has.resource_type
+        return join(
+            lambda ids: select(ref.target_id).where(
+                of_type, of_param, ref.target_type == target, ref.res_id.in_(ids)
+            ),
+            self.ids(has.source_type, has.inner),
         )
 
     def _has_in_order(self, has: Has) -> InOrder:
         """The targets of a _has, with their created_seq, from the sources' reference rows
-        alone: a row written before its target existed looks the target up; a deleted
-        target is left out."""
-        link = _LINK.c
-        looked_up = (
-            select(_TARGET.c.created_seq)
-            .where(_TARGET.c.type == has.resource_type, _TARGET.c.res_id == link.target_id)
-            .scalar_subquery()
+        alone (see _has_frame)."""
+        frame, created_seq = _has_frame(has.source_type, has.param.code, has.resource_type)
+        rows = join(
+            lambda ids: frame.where(_LINK.c.res_id.in_(ids)),
+            self.ids(has.source_type, has.inner),
         )
-        created_seq = func.coalesce(link.target_seq, looked_up).label("created_seq")
-        deleted = (
-            select(_DEAD.c.res_id)
-            .where(_DEAD.c.deleted, _DEAD.c.type == has.resource_type)
-            .where(_DEAD.c.res_id == link.target_id)
-            .correlate(_LINK)
-        )
-        rows = select(link.target_id.label("res_id"), created_seq).where(
-            link.type == has.source_type,
-            link.param == has.param.code,
-            link.target_type == has.resource_type,
-            link.res_id.in_(self.ids(has.source_type, has.inner)),
-            ~deleted.exists(),
-            created_seq.is_not(None),
-        )
-        return InOrder(rows, self._has(has), link.target_id, created_seq)
+        return InOrder(rows, self._has(has), _LINK.c.target_id, created_seq)
 
 
-def _having_rows(resource_type: str | None, where: list[tuple[str, Condition]]) -> IdQuery:
+@cache
+def _has_frame(source_type: str, code: str, target_type: str) -> tuple[Select[Any], Any]:
+    """(res_id, created_seq) of the targets the reference rows of `source_type.code` point
+    at, without the condition on the sources: a row written before its target existed
+    looks the target up; a deleted target is left out. Built once: the same for every
+    _has through the same parameter."""
+    link = _LINK.c
+    looked_up = (
+        select(_TARGET.c.created_seq)
+        .where(_TARGET.c.type == target_type, _TARGET.c.res_id == link.target_id)
+        .scalar_subquery()
+    )
+    created_seq = func.coalesce(link.target_seq, looked_up).label("created_seq")
+    deleted = (
+        select(_DEAD.c.res_id)
+        .where(_DEAD.c.deleted, _DEAD.c.type == target_type, _DEAD.c.res_id == link.target_id)
+        .correlate(_LINK)
+    )
+    rows = select(link.target_id.label("res_id"), created_seq).where(
+        link.type == source_type,
+        link.param == code,
+        link.target_type == target_type,
+        ~deleted.exists(),
+        created_seq.is_not(None),
+    )
+    return rows, created_seq
+
+
+def _having_rows(resource_type: str | None, where: list[tuple[str, Part]]) -> Part:
     """Resources with index rows meeting any of the (table, condition) pairs."""
-    selects = []
-    for kind, condition in where:
-        table = TABLES[kind]
-        columns = [table.c.res_id] if resource_type else [table.c.type, table.c.res_id]
-        stmt = select(*columns).where(condition)
-        if resource_type is not None:
-            stmt = stmt.where(type_is(table, resource_type))
-        selects.append(stmt)
+    selects = [_rows_of(TABLES[kind], resource_type, condition) for kind, condition in where]
     if len(selects) == 1:
         return selects[0]
-    return selects[0].union_all(*selects[1:])
+    return join(lambda first, *more: first.union_all(*more), *selects)
+
+
+def _rows_of(table: Table, resource_type: str | None, condition: Part) -> Part:
+    if resource_type is None:
+        return join(lambda found: select(table.c.type, table.c.res_id).where(found), condition)
+    of_type = type_is(table, resource_type)
+    return join(lambda found: select(table.c.res_id).where(found, of_type), condition)
 
 
 def _is_plain(criterion: Criterion) -> bool:
@@ -214,28 +244,28 @@ def _is_plain(criterion: Criterion) -> bool:
     )
 
 
-def _in(criterion: Match, ids: IdQuery) -> Condition:
+def _in(criterion: Match, ids: Part) -> Part:
     if criterion.resource_type is None:
-        return tuple_(cur.c.type, cur.c.res_id).in_(ids)
-    return cur.c.res_id.in_(ids)
+        return join(lambda found: tuple_(cur.c.type, cur.c.res_id).in_(found), ids)
+    return in_ids(ids)
 
 
-def _not_in(criterion: Match, ids: IdQuery) -> Condition:
+def _not_in(criterion: Match, ids: Part) -> Part:
     if criterion.resource_type is None:
-        return tuple_(cur.c.type, cur.c.res_id).not_in(ids)
-    return cur.c.res_id.not_in(ids)
+        return join(lambda found: tuple_(cur.c.type, cur.c.res_id).not_in(found), ids)
+    return join(lambda found: cur.c.res_id.not_in(found), ids)
 
 
-def _present(criterion: Match) -> list[tuple[str, Condition]]:
+def _present(criterion: Match) -> list[tuple[str, Part]]:
     """Any value at all, for :missing (a Reference may carry only an identifier)."""
     code = criterion.param.code
     kinds = [criterion.param.type]
     if criterion.param.type == "reference":
         kinds.append("token")
-    return [(kind, param_is(TABLES[kind], code)) for kind in kinds]
+    return [(kind, const(param_is(TABLES[kind], code))) for kind in kinds]
 
 
-def _matching(criterion: Match) -> list[tuple[str, Condition]]:
+def _matching(criterion: Match) -> list[tuple[str, Part]]:
     param = criterion.param
     kind = param.type
     if kind == "reference" and criterion.modifier == "identifier":
@@ -245,13 +275,14 @@ def _matching(criterion: Match) -> list[tuple[str, Condition]]:
     if kind == "token":
         found = match.tokens(table, values)
     elif kind == "composite":
-        found = or_(*[match.composite(table, param.components, v) for v in values])
+        found = join(match.any_of, *[match.composite(table, param.components, v) for v in values])
     else:
-        found = or_(*[_value(kind, table, criterion.modifier, v) for v in values])
-    return [(kind, and_(param_is(table, param.code), found))]
+        found = join(match.any_of, *[_value(kind, table, criterion.modifier, v) for v in values])
+    of_param = param_is(table, param.code)
+    return [(kind, join(lambda condition: and_(of_param, condition), found))]
 
 
-def _value(kind: str, table: Any, modifier: str | None, value: Any) -> Condition:
+def _value(kind: str, table: Any, modifier: str | None, value: Any) -> Part:
     if kind == "string":
         return match.string(table, value, modifier)
     if kind == "reference":
@@ -265,17 +296,19 @@ def _value(kind: str, table: Any, modifier: str | None, value: Any) -> Condition
     return match.uri(table, value, modifier)
 
 
-def _column(criterion: Match) -> Condition:
+def _column(criterion: Match) -> Part:
     """_id and _lastUpdated: columns of resource_current itself."""
     if criterion.param.code == "_id":
         ids = [v.code for v in criterion.values if isinstance(v, TokenValue) and v.code]
-        found = cur.c.res_id.in_(ids)
-        return ~found if criterion.modifier == "not" else found
+        if criterion.modifier == "not":
+            return leaf(lambda *found: ~cur.c.res_id.in_(found), *ids)
+        return leaf(lambda *found: cur.c.res_id.in_(found), *ids)
     moment = cur.c.last_updated
-    return or_(
+    return join(
+        match.any_of,
         *[
-            match.range_compare(moment, moment, v.prefix, *match.date_bounds(v))
+            match.in_range(moment, moment, v, match.date_bounds(v))
             for v in criterion.values
             if isinstance(v, DateValue)
-        ]
+        ],
     )

@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, and_, false, func, or_, select
 
 from app.db.tables import resource_current as cur
 from app.fhir.search.criteria import lookup_param
+from app.fhir.search.parts import Part, leaf
 from app.fhir.search.tables import TABLES
 from app.fhir.search.values import Invalid
 
@@ -141,13 +142,23 @@ def order_by(columns: Sequence[tuple[ColumnElement[Any], bool]], backward: bool)
     return clauses
 
 
-def beyond(columns: list[tuple[ColumnElement[Any], bool]], cursor: Cursor) -> ColumnElement[bool]:
-    """Rows strictly after the cursor in the page order (before it for a `previous` link)."""
-    alternatives = []
-    for i, (column, descending) in enumerate(columns):
-        same = [_equal(c, v) for (c, _d), v in zip(columns[:i], cursor.values[:i], strict=True)]
-        alternatives.append(and_(*same, _past(column, descending, cursor.values[i], cursor.before)))
-    return or_(*alternatives)
+def beyond(columns: list[tuple[ColumnElement[Any], bool]], cursor: Cursor) -> Part:
+    """Rows strictly after the cursor in the page order (before it for a `previous` link).
+    A value that is None shapes the SQL (IS NULL); the others are bound."""
+    keys = tuple(columns)
+    nulls = tuple(value is None for value in cursor.values)
+    before = cursor.before
+
+    def make(*bound: Any) -> ColumnElement[bool]:
+        given = iter(bound)
+        values = [None if null else next(given) for null in nulls]
+        alternatives = []
+        for i, (column, descending) in enumerate(keys):
+            same = [_equal(c, v) for (c, _d), v in zip(keys[:i], values[:i], strict=True)]
+            alternatives.append(and_(*same, _past(column, descending, values[i], before)))
+        return or_(*alternatives)
+
+    return leaf(make, *(value for value in cursor.values if value is not None))
 
 
 def _equal(column: ColumnElement[Any], value: Any) -> ColumnElement[bool]:
