@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 
 from app.auth.setup import install as install_auth
-from app.db.engine import WriteGate, make_engine
+from app.db.engine import WriteGate, make_engine, make_planned_once_engine
 from app.fhir import http as fhir_http
 from app.fhir.bindings import check_required_bindings
 from app.fhir.context import Context, Plugins
@@ -78,11 +78,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.json_logs)
     engine = make_engine(settings)
+    planned_once = make_planned_once_engine(settings)
     state = AppState(
         settings=settings,
         engine=engine,
         plugins=core_plugins(),
         write_gate=WriteGate(settings.is_sqlite),
+        planned_once=planned_once,
     )
     install_case_model(state)
 
@@ -93,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settle_memory()
         yield
         await engine.dispose()
+        if planned_once is not None:
+            await planned_once.dispose()
 
     app = FastAPI(
         title="Relais",

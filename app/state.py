@@ -32,6 +32,8 @@ class AppState:
     capability_extras: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     # Awaited in order when the app starts (e.g. storing the shipped conformance resources).
     startup: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    # Autocommit reads planned once whatever their values (PostgreSQL; db.engine).
+    planned_once: AsyncEngine | None = None
 
     @cached_property
     def read_engine(self) -> AsyncEngine:
@@ -48,6 +50,7 @@ class AppState:
             plugins=self.plugins,
             policy=policy,
             request_id=request_id,
+            planned_once=self.planned_once,
         )
 
     def gate(self, write: bool) -> Any:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from sqlalchemy import event
 
 FHIR = {"Content-Type": "application/fhir+json"}
 
@@ -24,3 +28,17 @@ def identifier(system: str, value: str) -> list[dict[str, str]]:
 
 def etag_version(response: Any) -> int:
     return int(response.headers["etag"].removeprefix('W/"').removesuffix('"'))
+
+
+@contextmanager
+def watching(state: Any, listener: Callable[..., None]) -> Iterator[None]:
+    """`listener` on before_cursor_execute of every pool of the app (the main one, and
+    the one whose reads are planned once, on PostgreSQL)."""
+    engines = [e.sync_engine for e in (state.engine, state.planned_once) if e is not None]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", listener)
+    try:
+        yield
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", listener)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
-
-from sqlalchemy import event
 
 from app.fhir.search.parts import Built
 from tests.search_helpers import SYS, create, goal, included, matches, person, search, task
+from tests.support import watching
 
 WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE)\b")
 
@@ -273,12 +273,8 @@ async def count_search_statements(backend, client, params):
         if reads and "SEARCH_" in text:
             seen.append(statement)
 
-    engine = backend.app.state.relais.engine
-    event.listen(engine.sync_engine, "before_cursor_execute", listener)
-    try:
+    with watching(backend.app.state.relais, listener):
         bundle = await search(client, "/fhir/Goal", params)
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", listener)
     return len(seen), bundle
 
 
@@ -362,3 +358,54 @@ async def test_searches_alike_in_shape_share_one_statement(client, uid):
     await run("Alpha")  # builds, and settles each shape's reading (small results)
     settled = await run("Alpha")
     assert await run("Beta") == settled
+
+
+async def test_large_results_of_one_equality_are_planned_once(backend, client, uid):
+    """PostgreSQL: the page of a large result decided by one criterion whose values only
+    feed index conditions is read on the pool whose statements are planned once; a string
+    prefix, several criteria or a transaction keep plans made with the values."""
+    state = backend.app.state.relais
+    org = await create(client, {"resourceType": "Organization", "name": f"Plan {uid}"})
+    people = [await create(client, person(uid, f"Once{uid}", f"{n}")) for n in range(3)]
+    for pid in people:
+        await create(client, goal(f"Patient/{people[0]}", f"once {pid}"))
+        team = {
+            "resourceType": "CareTeam",
+            "subject": {"reference": f"Patient/{pid}"},
+            "participant": [{"member": {"reference": f"Organization/{org}"}}],
+        }
+        await create(client, team)
+    goals = f"/fhir/Goal?subject=Patient/{people[0]}&_count=2"
+    has = f"/fhir/Patient?_has:CareTeam:subject:participant=Organization/{org}&_count=2"
+    name = f"/fhir/Patient?name=once{uid}&_count=2"
+    two = f"{goals}&lifecycle-status=active"
+
+    async def pools(method: str, url: str, **kwargs: Any) -> tuple[set[str], Any]:
+        seen: set[str] = set()
+
+        def listener(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if "SEARCH_" in statement.upper() and not WRITES.search(statement.upper()):
+                once = (
+                    state.planned_once is not None and conn.engine is state.planned_once.sync_engine
+                )
+                seen.add("once" if once else "main")
+
+        with watching(state, listener):
+            r = await client.request(method, url, **kwargs)
+        assert r.status_code == 200, r.text
+        return seen, r.json()
+
+    once = {"once"} if backend.name == "postgres" else {"main"}
+    for url in (goals, has, name, two):
+        await pools("GET", url)  # the first page tells the shape is large
+    for url, where in ((goals, once), (has, once), (name, {"main"}), (two, {"main"})):
+        seen, bundle = await pools("GET", url)
+        assert (seen, bundle["total"], len(matches(bundle))) == (where, 3, 2), url
+    entry = {"request": {"method": "GET", "url": goals.removeprefix("/fhir/")}}
+    body = {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}
+    seen, bundle = await pools("POST", "/fhir", json=body)
+    assert seen == {"main"} and bundle["entry"][0]["resource"]["total"] == 3
+    if state.planned_once is not None:
+        async with state.planned_once.connect() as conn:
+            mode = await conn.exec_driver_sql("SHOW plan_cache_mode")
+            assert mode.scalar() == "force_generic_plan"

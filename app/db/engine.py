@@ -28,6 +28,25 @@ def make_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+def make_planned_once_engine(settings: Settings) -> AsyncEngine | None:
+    """PostgreSQL: a small autocommit pool whose statements are planned once, whatever
+    their values (a generic plan per prepared statement), for reads whose plan cannot
+    depend on them (`search.statements.plans_alike`). Planning costs such a read about
+    as much as running it. SQLite: None."""
+    if settings.is_sqlite:
+        return None
+    # As large as the main pool, so that connections are not opened per request under
+    # load; no overflow: the two pools stay within PostgreSQL's 100 connections.
+    engine = create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=0,
+        pool_pre_ping=False,
+        connect_args={"server_settings": {"plan_cache_mode": "force_generic_plan"}},
+    )
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.fhir.access import OPEN, AccessPolicy
 
@@ -79,6 +79,8 @@ class Context:
     policy: AccessPolicy = OPEN
     request_id: str = ""
     adapter: str | None = None
+    # Autocommit reads planned once whatever their values (db.engine), when there is one.
+    planned_once: AsyncEngine | None = None
     # Per-unit-of-work scratch: a transaction's urn:uuid ids, held writes (hold_writes)
     extra: dict[str, Any] = field(default_factory=dict)
 

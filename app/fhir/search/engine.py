@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import raw
 from app.db.tables import resource_current as cur
@@ -89,6 +90,20 @@ async def _rows(ctx: Context, part: Part) -> list[Any]:
     return await raw.every(ctx.conn, stmt, values)
 
 
+async def _rows_planned_once(ctx: Context, engine: AsyncEngine, part: Part) -> list[Any]:
+    """A read of the request's autocommit connection, run on one planned once: each of
+    its statements sees what is committed, on either connection."""
+    if ctx.conn.sync_connection is None or not _autocommit(ctx.conn.sync_connection):
+        return await _rows(ctx, part)  # a transaction: its own writes are seen on its own
+    stmt, values = statement(part)
+    async with engine.connect() as conn:
+        return await raw.every(conn, stmt, values)
+
+
+def _autocommit(conn: Connection) -> bool:
+    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
 async def _count(ctx: Context, request: SearchRequest, where: statements.Where) -> int:
     return int((await _rows(ctx, statements.count_statement(request, where)))[0][0])
 
@@ -127,7 +142,11 @@ async def search(
         page.self_params = _link(request, request.snapshot, None)
         return page
     with_count = large and request.total != "none"
-    rows = await _rows(ctx, statements.page_statement(request, where, with_count))
+    page_part = statements.page_statement(request, where, with_count)
+    if ctx.planned_once is not None and statements.plans_alike(request, where, large):
+        rows = await _rows_planned_once(ctx, ctx.planned_once, page_part)
+    else:
+        rows = await _rows(ctx, page_part)
     more = len(rows) > request.count
     _remember(request, more)
     rows = rows[: request.count]

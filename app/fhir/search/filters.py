@@ -220,6 +220,27 @@ def _has_frame(source_type: str, code: str, target_type: str) -> tuple[Select[An
     return rows, created_seq
 
 
+def plans_alike(criterion: Criterion) -> bool:
+    """Whether a criterion's lookup uses its values only as equalities, lists or ranges
+    on an index: a plan made once, without them, uses the index the same way. Not LIKE
+    patterns (strings, :text, :contains, :below), from which only a plan made with the
+    value can take index bounds; nor :not, :missing or composites."""
+    if isinstance(criterion, Chain):
+        return all(plans_alike(inner) for _target, inner in criterion.targets)
+    if isinstance(criterion, Has):
+        return plans_alike(criterion.inner)
+    if criterion.param.column is not None or criterion.missing is not None:
+        return False
+    kind, modifier = criterion.param.type, criterion.modifier
+    if kind == "string":
+        return modifier == "exact"
+    if kind == "uri":
+        return modifier != "below"
+    if kind == "token":
+        return modifier in (None, "of-type")
+    return kind in ("reference", "date", "number", "quantity")  # reference: any modifier
+
+
 def _having_rows(resource_type: str | None, where: list[tuple[str, Part]]) -> Part:
     """Resources with index rows meeting any of the (table, condition) pairs."""
     selects = [_rows_of(TABLES[kind], resource_type, condition) for kind, condition in where]

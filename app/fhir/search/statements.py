@@ -36,6 +36,7 @@ from app.db import raw
 from app.db.tables import resource_current as cur
 from app.db.tables import resource_version as ver
 from app.fhir.context import Context
+from app.fhir.search import filters
 from app.fhir.search.criteria import Has
 from app.fhir.search.filters import LIVE, Filters, InOrder, in_ids, type_is
 from app.fhir.search.paging import SortKey, beyond, order_by
@@ -93,6 +94,21 @@ def where(ctx: Context, request: SearchRequest, interaction: str, *, from_index:
     if request.snapshot is not None:
         conds.append(leaf(lambda snapshot: cur.c.created_seq <= snapshot, request.snapshot))
     return found
+
+
+def plans_alike(request: SearchRequest, where: Where, large: bool) -> bool:
+    """Whether the page of this search can be planned once, whatever its values: a large
+    result, read whole to be counted, in the default order, decided by one criterion
+    whose values only feed index conditions, the caller seeing every row. Planned with
+    its values, a page of several criteria may start from the one that is selective for
+    those values; a small page may stop early along the created order."""
+    return (
+        large
+        and where.sees_all
+        and not request.sort
+        and len(request.criteria) == 1
+        and filters.plans_alike(request.criteria[0])
+    )
 
 
 def all_of(parts: list[Part]) -> Part:
