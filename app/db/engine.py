@@ -35,11 +35,12 @@ def make_planned_once_engine(settings: Settings) -> AsyncEngine | None:
     as much as running it. SQLite: None."""
     if settings.is_sqlite:
         return None
-    # As large as the main pool, so that connections are not opened per request under
-    # load; no overflow: the two pools stay within PostgreSQL's 100 connections.
+    # Half the main pool and no overflow: a connection is held for one statement, so a
+    # busy moment waits a little rather than opening connections per request, and the
+    # two pools stay within PostgreSQL's default 100 connections (40 + 10 + 20).
     engine = create_async_engine(
         settings.database_url,
-        pool_size=settings.db_pool_size,
+        pool_size=max(1, settings.db_pool_size // 2),
         max_overflow=0,
         pool_pre_ping=False,
         connect_args={"server_settings": {"plan_cache_mode": "force_generic_plan"}},
