@@ -91,10 +91,11 @@ async def _rows(ctx: Context, part: Part) -> list[Any]:
 
 
 async def _rows_planned_once(ctx: Context, engine: AsyncEngine, part: Part) -> list[Any]:
-    """A read of the request's autocommit connection, run on one planned once: each of
-    its statements sees what is committed, on either connection."""
+    """The rows, read on a connection of the pool planned once when the request reads in
+    autocommit: each statement then sees what is committed, whichever connection runs
+    it. A transaction keeps its own connection, the one that sees its own writes."""
     if ctx.conn.sync_connection is None or not _autocommit(ctx.conn.sync_connection):
-        return await _rows(ctx, part)  # a transaction: its own writes are seen on its own
+        return await _rows(ctx, part)
     stmt, values = statement(part)
     async with engine.connect() as conn:
         return await raw.every(conn, stmt, values)
