@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import raw
 from app.db.tables import resource_current as cur
@@ -84,25 +83,21 @@ def _remember(request: SearchRequest, more: bool) -> None:
         _LARGE[_shape(request)] = more
 
 
-async def _rows(ctx: Context, part: Part) -> list[Any]:
-    """The rows of a statement built once per shape, with this search's values."""
+async def _rows(ctx: Context, part: Part, *, planned_once: bool = False) -> list[Any]:
+    """The rows of a statement built once per shape, with this search's values. With
+    `planned_once`, on a connection of the pool planned once when the request reads in
+    autocommit: each statement then sees what is committed, whichever connection runs
+    it. A transaction keeps its own connection, the one that sees its own writes."""
     stmt, values = statement(part)
+    engine = ctx.planned_once
+    if planned_once and engine is not None and _autocommit(ctx.conn.sync_connection):
+        async with engine.connect() as conn:
+            return await raw.every(conn, stmt, values)
     return await raw.every(ctx.conn, stmt, values)
 
 
-async def _rows_planned_once(ctx: Context, engine: AsyncEngine, part: Part) -> list[Any]:
-    """The rows, read on a connection of the pool planned once when the request reads in
-    autocommit: each statement then sees what is committed, whichever connection runs
-    it. A transaction keeps its own connection, the one that sees its own writes."""
-    if ctx.conn.sync_connection is None or not _autocommit(ctx.conn.sync_connection):
-        return await _rows(ctx, part)
-    stmt, values = statement(part)
-    async with engine.connect() as conn:
-        return await raw.every(conn, stmt, values)
-
-
-def _autocommit(conn: Connection) -> bool:
-    return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+def _autocommit(conn: Connection | None) -> bool:
+    return conn is not None and conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 async def _count(ctx: Context, request: SearchRequest, where: statements.Where) -> int:
@@ -143,11 +138,10 @@ async def search(
         page.self_params = _link(request, request.snapshot, None)
         return page
     with_count = large and request.total != "none"
-    page_part = statements.page_statement(request, where, with_count)
-    if ctx.planned_once is not None and statements.plans_alike(request, where, large):
-        rows = await _rows_planned_once(ctx, ctx.planned_once, page_part)
-    else:
-        rows = await _rows(ctx, page_part)
+    once = statements.plans_alike(request, where, large)
+    rows = await _rows(
+        ctx, statements.page_statement(request, where, with_count), planned_once=once
+    )
     more = len(rows) > request.count
     _remember(request, more)
     rows = rows[: request.count]
@@ -199,6 +193,6 @@ async def search_ids(
         raise FhirError(412, "invalid", "A conditional request needs at least one criterion")
     await flush_held(ctx)
     where = statements.where(ctx, request, "search-type", from_index=False)
-    conds = statements.all_of(where.conds)
+    conds = statements.tuple_of(where.conds)
     found = join(lambda built: select(cur.c.res_id).where(*built).limit(limit), conds)
     return [r.res_id for r in await _rows(ctx, found)]

@@ -17,7 +17,6 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
-    false,
     func,
     or_,
     select,
@@ -37,7 +36,6 @@ from app.fhir.search.values import DateValue, TokenValue
 Condition = ColumnElement[bool]
 SEARCH = "search-type"
 LIVE = cur.c.deleted.is_(False)
-NOTHING = false()
 
 
 # Conditions that recur in every statement are built once.
@@ -56,7 +54,7 @@ def visible(ctx: Context, resource_type: str) -> Condition | None:
     try:
         ctx.policy.check_interaction(resource_type, SEARCH)
     except FhirError:
-        return NOTHING
+        return match.FALSE
     condition = ctx.policy.row_filter(cur, resource_type, SEARCH)
     return None if isinstance(condition, True_) else condition
 
@@ -169,7 +167,8 @@ class Filters:
             self.ids(target, inner),
         )
 
-    def _has(self, has: Has) -> Part:
+    def _has(self, has: Has, sources: Part | None = None) -> Part:
+        """The targets of `sources` (by default, the sources the _has matches)."""
         ref = search_reference.c
         of_type = type_is(search_reference, has.source_type)
         of_param = param_is(search_reference, has.param.code)
@@ -178,18 +177,16 @@ class Filters:
             lambda ids: select(ref.target_id).where(
                 of_type, of_param, ref.target_type == target, ref.res_id.in_(ids)
             ),
-            self.ids(has.source_type, has.inner),
+            sources or self.ids(has.source_type, has.inner),
         )
 
     def _has_in_order(self, has: Has) -> InOrder:
         """The targets of a _has, with their created_seq, from the sources' reference rows
         alone (see _has_frame)."""
         frame, created_seq = _has_frame(has.source_type, has.param.code, has.resource_type)
-        rows = join(
-            lambda ids: frame.where(_LINK.c.res_id.in_(ids)),
-            self.ids(has.source_type, has.inner),
-        )
-        return InOrder(rows, self._has(has), _LINK.c.target_id, created_seq)
+        sources = self.ids(has.source_type, has.inner)
+        rows = join(lambda ids: frame.where(_LINK.c.res_id.in_(ids)), sources)
+        return InOrder(rows, self._has(has, sources), _LINK.c.target_id, created_seq)
 
 
 @cache

@@ -68,8 +68,6 @@ def leaf(make: Callable[..., Any], *values: Any) -> Part:
 
 def join(make: Callable[..., Any], *children: Part) -> Part:
     """SQL made of other Parts: make(*their SQL). A join binds no value of its own."""
-    if not children:
-        return Part(make, (), ())  # a constant: make() takes nothing
     return Part(make, (), children)
 
 

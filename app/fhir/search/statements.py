@@ -111,7 +111,7 @@ def plans_alike(request: SearchRequest, where: Where, large: bool) -> bool:
     )
 
 
-def all_of(parts: list[Part]) -> Part:
+def tuple_of(parts: list[Part]) -> Part:
     """The SQL of each part, as a tuple."""
     return join(lambda *built: built, *parts)
 
@@ -130,7 +130,7 @@ def count_statement(request: SearchRequest, where: Where) -> Part:
             )
         return join(_count_ids, found[0])
     return join(
-        lambda conds: select(func.count()).select_from(cur).where(*conds), all_of(where.conds)
+        lambda conds: select(func.count()).select_from(cur).where(*conds), tuple_of(where.conds)
     )
 
 
@@ -198,7 +198,7 @@ def _counted(request: SearchRequest, where: Where) -> Part:
     """The matches found once, under every condition, as (res_id, created_seq): counted,
     and the page's ids picked among them in created order; then those resources."""
     matches = join(
-        lambda conds: select(cur.c.res_id, cur.c.created_seq).where(*conds), all_of(where.conds)
+        lambda conds: select(cur.c.res_id, cur.c.created_seq).where(*conds), tuple_of(where.conds)
     )
     return _of_picked(request, matches, cur.c.created_seq, counted=True)
 
@@ -271,7 +271,7 @@ def _page(request: SearchRequest, conds: list[Part], total: Part | None = None) 
     if cursor is not None:
         keys = [(key.expression, key.descending) for key in request.sort]
         after = beyond([*keys, (cur.c.created_seq, False)], cursor)
-    return join(make, all_of(conds), _limit(request), total or _NONE, after)
+    return join(make, tuple_of(conds), _limit(request), total or _NONE, after)
 
 
 # Every visible row was created at or before this change: the page's snapshot.
